@@ -1,0 +1,145 @@
+"""The AgentOps HTTP API: the API key for JWT exchange and token verification.
+
+Every outcome of the token call maps to one reason of the vocabulary; nothing raises.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from agentops import vocabulary as v
+from agentops.http import BodyTooLarge, exception_cause, read_capped
+
+MAX_BODY_BYTES = 64 * 1024
+USER_AGENT = "agentops-python"
+
+
+@dataclass(frozen=True)
+class TokenOutcome:
+    """Result of one token request. ``token`` is a secret: it is kept out of repr."""
+
+    reason: str | None
+    http_status: int | None
+    detail: str
+    token: str | None = field(default=None, repr=False)
+    project_id: str | None = None
+    expires_at: float | None = None
+    """The token's ``exp`` claim (seconds since the epoch)."""
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.token is not None
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The JWT's claims, read without verifying the signature (the client has no key)."""
+    import jwt  # imported on first use: the token arrives on a background thread
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    if not isinstance(claims, dict):
+        raise ValueError("claims are not an object")
+    return claims
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        message = json.loads(body).get("error")
+        if isinstance(message, str):
+            return message[:200]
+    except (ValueError, AttributeError):
+        pass
+    return body[:120].decode("utf-8", "replace").strip() or "empty body"
+
+
+class AgentOpsAPI:
+    """Client of the AgentOps API at ``base_url``."""
+
+    def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.base_url}/v3/auth/token"
+
+    def fetch_token(self, api_key: str, timeout: float) -> TokenOutcome:
+        """POST /v3/auth/token; never raises, never follows redirects, reads at most 64 KiB."""
+        deadline = time.monotonic() + timeout
+        try:
+            response = self.session.post(self.token_url, json={"api_key": api_key},
+                                         timeout=timeout, allow_redirects=False, stream=True)
+            body = read_capped(response, MAX_BODY_BYTES, deadline)
+        except BodyTooLarge as error:
+            return TokenOutcome(v.BAD_RESPONSE, response.status_code, str(error))
+        except Exception as error:  # requests raises many types; each maps to a reason
+            reason, detail = exception_cause(error, self.token_url)
+            return TokenOutcome(reason, None, detail)
+        return self._token_outcome(response, body)
+
+    def _token_outcome(self, response: requests.Response, body: bytes) -> TokenOutcome:
+        status = response.status_code
+        if status == 400:
+            return TokenOutcome(v.INVALID_KEY_FORMAT, status, _error_text(body))
+        if status in (401, 403):
+            return TokenOutcome(v.INVALID_KEY, status, _error_text(body))
+        if status >= 500:
+            return TokenOutcome(v.SERVER_ERROR, status, _error_text(body))
+        if 300 <= status < 400:
+            where = response.headers.get("Location", "nowhere")
+            return TokenOutcome(v.UNEXPECTED_STATUS, status, f"redirected to {where[:120]}")
+        if status != 200:
+            return TokenOutcome(v.UNEXPECTED_STATUS, status, _error_text(body))
+        try:
+            data = json.loads(body)
+            token = data["token"]
+            if not isinstance(token, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            kind = response.headers.get("Content-Type", "unknown content type").split(";")[0]
+            return TokenOutcome(v.BAD_RESPONSE, status,
+                                f"200 without a token in a JSON body ({kind})")
+        try:
+            claims = token_claims(token)
+        except Exception:
+            return TokenOutcome(v.BAD_RESPONSE, status, "the token in the response is not a JWT")
+        exp = claims.get("exp")
+        project_id = data.get("project_id") or claims.get("project_id")
+        return TokenOutcome(None, status, "token issued", token=token,
+                            project_id=str(project_id) if project_id else None,
+                            expires_at=float(exp) if isinstance(exp, (int, float)) else None)
+
+    def verify_token(self, token: str, timeout: float) -> TokenOutcome:
+        """GET /v3/auth/token: does the API accept this token? (``token`` is not returned)."""
+        deadline = time.monotonic() + timeout
+        try:
+            response = self.session.get(self.token_url, timeout=timeout, allow_redirects=False,
+                                        headers={"Authorization": f"Bearer {token}"}, stream=True)
+            body = read_capped(response, MAX_BODY_BYTES, deadline)
+        except BodyTooLarge as error:
+            return TokenOutcome(v.BAD_RESPONSE, response.status_code, str(error))
+        except Exception as error:
+            reason, detail = exception_cause(error, self.token_url)
+            return TokenOutcome(reason, None, detail)
+        status = response.status_code
+        if status == 200:
+            try:
+                payload = json.loads(body)
+                if not isinstance(payload, dict):
+                    raise ValueError
+            except ValueError:
+                return TokenOutcome(v.BAD_RESPONSE, status, "200 without a JSON object")
+            payload.pop("api_key", None)
+            return TokenOutcome(None, status, "token accepted", payload=payload,
+                                project_id=payload.get("project_id"))
+        if status in (401, 403):
+            return TokenOutcome(v.INVALID_KEY, status, _error_text(body))
+        if status >= 500:
+            return TokenOutcome(v.SERVER_ERROR, status, _error_text(body))
+        return TokenOutcome(v.UNEXPECTED_STATUS, status, _error_text(body))

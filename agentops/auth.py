@@ -1,0 +1,238 @@
+"""AuthTracker: exchanges the API key for a JWT off the caller's thread and knows, at any
+moment, the authentication state, why it failed and since when.
+
+State and reason use the vocabulary in ``agentops.vocabulary``. Transient failures are
+retried with capped, jittered backoff; definitive ones are not. The token is refreshed
+when it is about to expire or when the receiver rejects it, one request however many
+exporters ask at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from agentops import vocabulary as v
+from agentops.api import AgentOpsAPI, TokenOutcome
+
+logger = logging.getLogger("agentops")
+
+REQUEST_TIMEOUT = 10.0
+REFRESH_MARGIN = 60.0
+"""Seconds before ``exp`` at which a held token is replaced."""
+RETRY_CAP = 30.0
+REFRESH_COOLDOWN = 5.0
+"""After a failed refresh, callers with the same stale token reuse the outcome this long."""
+
+AUTH_FAILED_MESSAGE = ("Authentication failed - invalid API key or network issue. "
+                       "Session data will not reach backend.")
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class AuthSnapshot:
+    """The facts a diagnosis needs; never the token."""
+
+    state: str
+    reason: str | None
+    http_status: int | None
+    detail: str | None
+    attempts: int
+    since: str | None
+    authenticated_at: str | None
+    token_expires_at: str | None
+    project_id: str | None
+    has_token: bool
+    retrying: bool
+    endpoint: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class AuthTracker:
+    def __init__(self, api: AgentOpsAPI | None, api_key: str | None, *,
+                 auth_timeout: float = 5.0, request_timeout: float = REQUEST_TIMEOUT,
+                 key_error: str | None = None) -> None:
+        self._api = api
+        self._api_key = api_key
+        self.auth_timeout = auth_timeout
+        self._request_timeout = request_timeout
+        self._cond = threading.Condition()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._warned: set[str] = set()
+        self._token: str | None = None
+        self._expires_at: float | None = None
+        self._failed_refresh: tuple[str, float] | None = None
+        self.project_id: str | None = None
+        self.state = v.DISABLED if not api_key else v.PENDING
+        self.reason: str | None = None
+        self.http_status: int | None = None
+        self.detail: str | None = "no API key: spans stay local" if not api_key else None
+        self.attempts = 0
+        self.retrying = False
+        self.authenticated_at: float | None = None
+        self.since = time.time()
+        self._started_at = time.monotonic()
+        self._thread: threading.Thread | None = None
+        if key_error:
+            self.state, self.reason, self.detail = v.FAILED, v.INVALID_KEY_FORMAT, key_error
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Begin the token exchange in the background (no-op without a usable key)."""
+        if self.state != v.PENDING or self._api is None:
+            return
+        self._started_at = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="agentops-auth", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def after_fork(self) -> None:
+        """In a forked child: fresh locks (a parent thread may have held them) and, if the
+        exchange was still running in the parent, run it again here."""
+        self._cond = threading.Condition()
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        if self.state == v.PENDING or (self.state == v.FAILED and self.retrying):
+            self.state = v.PENDING
+            self.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            outcome = self._api.fetch_token(self._api_key, self._request_timeout)  # type: ignore[union-attr, arg-type]
+            transient = self._apply(outcome)
+            if not transient:
+                return
+            failures += 1
+            delay = min(RETRY_CAP, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            self._stop.wait(delay)
+
+    def _apply(self, outcome: TokenOutcome) -> bool:
+        """Record an outcome; True when it was a transient failure worth retrying."""
+        with self._cond:
+            self.attempts += 1
+            self.http_status = outcome.http_status
+            self.detail = outcome.detail
+            if outcome.ok:
+                recovered = self.state == v.FAILED
+                self._token = outcome.token
+                self._expires_at = outcome.expires_at
+                self.project_id = outcome.project_id or self.project_id
+                self._set_state(v.AUTHENTICATED, None)
+                self.authenticated_at = time.time()
+                self.retrying = False
+                self._cond.notify_all()
+                if recovered:
+                    logger.warning("Authenticated after %d attempts; session data is being sent "
+                                   "to the backend again.", self.attempts)
+                return False
+            transient = outcome.reason in v.TRANSIENT_AUTH_REASONS
+            self.retrying = transient
+            if self._token is None or not transient:
+                self._token = None if not transient else self._token
+                self._set_state(v.FAILED, outcome.reason)
+            self._cond.notify_all()
+        self._warn_failure(outcome, transient)
+        return transient
+
+    def _set_state(self, state: str, reason: str | None) -> None:
+        if state != self.state or reason != self.reason:
+            self.since = time.time()
+        self.state, self.reason = state, reason
+
+    def _warn_failure(self, outcome: TokenOutcome, transient: bool) -> None:
+        if outcome.reason in self._warned:
+            return
+        self._warned.add(outcome.reason or "")
+        status = f"HTTP {outcome.http_status}" if outcome.http_status else "no HTTP response"
+        logger.warning("%s Reason: %s (%s: %s)%s", AUTH_FAILED_MESSAGE, outcome.reason, status,
+                       outcome.detail, "; retrying in the background" if transient else "")
+
+    # -- waiting -----------------------------------------------------------------------
+
+    @property
+    def auth_deadline(self) -> float:
+        """monotonic time until which spans are held for a token."""
+        return self._started_at + self.auth_timeout
+
+    def _settled(self) -> bool:
+        return self._token is not None or self.state == v.DISABLED or (
+            self.state == v.FAILED and not self.retrying)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Wait at most ``timeout`` seconds for the first outcome; return the state."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.state != v.PENDING, timeout)
+            return self.state
+
+    def wait_for_token(self, deadline: float | None = None) -> str | None:
+        """The token, waiting until ``deadline`` (monotonic; default the auth deadline) while
+        authentication may still succeed. Logs the timeout warning once when it runs out."""
+        deadline = self.auth_deadline if deadline is None else deadline
+        with self._cond:
+            settled = self._cond.wait_for(self._settled, max(0.0, deadline - time.monotonic()))
+        if not settled:
+            self.warn_timeout()
+        return self.current_token()
+
+    def warn_timeout(self) -> None:
+        if "auth_timeout" not in self._warned and self.state == v.PENDING:
+            self._warned.add("auth_timeout")
+            logger.warning("Authentication timeout after %ss. Session data may not reach backend",
+                           f"{self.auth_timeout:g}")
+
+    # -- the token ---------------------------------------------------------------------
+
+    @property
+    def has_token(self) -> bool:
+        return self._token is not None
+
+    def current_token(self) -> str | None:
+        """The token to send now, refreshed first when it is within a minute of ``exp``."""
+        token, expires_at = self._token, self._expires_at
+        if token is not None and expires_at is not None and expires_at - time.time() < REFRESH_MARGIN:
+            return self.refresh(token)
+        return token
+
+    def refresh(self, stale: str) -> str | None:
+        """Replace ``stale`` with a new token. Concurrent callers share one request."""
+        with self._refresh_lock:
+            if self._token is not stale:
+                return self._token
+            if self._failed_refresh and self._failed_refresh[0] is stale and (
+                    time.monotonic() - self._failed_refresh[1] < REFRESH_COOLDOWN):
+                return self._token
+            if self._api is None or not self._api_key:
+                return self._token
+            outcome = self._api.fetch_token(self._api_key, self._request_timeout)
+            self._apply(outcome)
+            if not outcome.ok:
+                self._failed_refresh = (stale, time.monotonic())
+            return self._token
+
+    def snapshot(self) -> AuthSnapshot:
+        with self._cond:
+            return AuthSnapshot(
+                state=self.state, reason=self.reason, http_status=self.http_status,
+                detail=self.detail, attempts=self.attempts, since=iso(self.since),
+                authenticated_at=iso(self.authenticated_at),
+                token_expires_at=iso(self._expires_at), project_id=self.project_id,
+                has_token=self._token is not None, retrying=self.retrying,
+                endpoint=self._api.token_url if self._api else None)

@@ -1,0 +1,198 @@
+"""Client: owns the authentication tracker and the delivery pipeline of one configuration,
+its session traces, and its bounded exit."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+from typing import Any
+
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from requests.adapters import HTTPAdapter
+
+from agentops import vocabulary as v
+from agentops.api import AgentOpsAPI
+from agentops.auth import AuthTracker
+from agentops.config import Config
+from agentops.export.exporter import InstrumentedSpanExporter
+from agentops.export.loss_log import LossLog, exit_summary
+from agentops.export.processor import AccountingSpanProcessor
+from agentops.export.session import ExitBudget
+from agentops.export.stats import ExportStats
+from agentops.helpers.dashboard import session_url, url_line
+from agentops.log import log_stream
+from agentops.tracing import TraceContext, install_router
+
+logger = logging.getLogger("agentops")
+
+MAX_EXPORT_BATCH_SIZE = 512
+
+
+class Client:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.api = AgentOpsAPI(config.endpoint) if config.api_key else None
+        self.tracker = AuthTracker(self.api, config.api_key, auth_timeout=config.auth_timeout,
+                                   key_error=config.api_key_error)
+        self.stats = ExportStats()
+        self.loss_log = LossLog()
+        self.budget = ExitBudget()
+        self.exporter = InstrumentedSpanExporter(
+            config.exporter_endpoint, self.tracker, self.stats, self.loss_log,
+            timeout=config.export_timeout, budget=self.budget)
+        batch = BatchSpanProcessor(
+            self.exporter, max_queue_size=config.max_queue_size,
+            schedule_delay_millis=config.max_wait_time,
+            max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, config.max_queue_size))
+        self.processor = AccountingSpanProcessor(batch, self.stats, config.max_queue_size)
+        self.traces: list[TraceContext] = []
+        self.closed = False
+        self._lock = threading.Lock()
+        self._close_requested = threading.Event()
+        self._close_done = threading.Event()
+        self.router, self.provider = install_router()
+        self.tracer = self.provider.get_tracer("agentops")
+
+    def start(self) -> None:
+        self.tracker.start()
+        self._start_closer()
+        self.router.target = self.processor
+
+    # -- session traces ----------------------------------------------------------------
+
+    def start_trace(self, trace_name: str | None = None, tags: list[str] | None = None) -> TraceContext:
+        name = trace_name or self.config.trace_name
+        all_tags = list(dict.fromkeys([*self.config.default_tags, *(tags or [])]))
+        attributes: dict[str, Any] = {"agentops.span.kind": "session", "agentops.trace.name": name}
+        if all_tags:
+            attributes["agentops.tags"] = all_tags
+        span = self.tracer.start_span(name, attributes=attributes)
+        url = session_url(self.config.app_url, span.get_span_context().trace_id)
+        trace_context = TraceContext(span, name, url, on_end=self._trace_ended)
+        with self._lock:
+            self.traces.append(trace_context)
+        if self.config.log_session_replay_url:
+            self._announce(trace_context)
+        return trace_context
+
+    def _trace_ended(self, trace_context: TraceContext) -> None:
+        with self._lock:
+            if trace_context in self.traces:
+                self.traces.remove(trace_context)
+
+    def end_trace(self, trace_context: TraceContext | None = None, end_state: str = "Success") -> None:
+        targets = [trace_context] if trace_context is not None else list(self.traces)
+        for target in targets:
+            target.end(end_state)
+
+    def _announce(self, trace_context: TraceContext) -> None:
+        """Log the URL line once the auth outcome is known, never green before a token is
+        held; waiting happens off the caller's thread."""
+        if self.tracker.state != v.PENDING:
+            self._log_url(trace_context)
+            return
+
+        def wait_then_log() -> None:
+            self.tracker.wait(self.config.auth_timeout)
+            self.tracker.warn_timeout()
+            self._log_url(trace_context)
+
+        threading.Thread(target=wait_then_log, name="agentops-url", daemon=True).start()
+
+    def _log_url(self, trace_context: TraceContext) -> None:
+        line = url_line(trace_context.url, trace_context.name, self.tracker.snapshot(),
+                        self.config.auth_timeout, log_stream())
+        logger.info(line)
+
+    # -- exit --------------------------------------------------------------------------
+
+    def _start_closer(self) -> None:
+        # Started now, not at exit: from Python 3.12 no thread may start during shutdown.
+        threading.Thread(target=self._closer, name="agentops-exit", daemon=True).start()
+
+    def _closer(self) -> None:
+        self._close_requested.wait()
+        try:
+            self.processor.shutdown()
+        finally:
+            self._close_done.set()
+
+    def shutdown(self, timeout: float | None = None, end_state: str = "Indeterminate") -> None:
+        """End open traces and deliver what is queued within ``timeout`` seconds (default
+        ``shutdown_timeout``); spans still unsent then are counted as ``shutdown``."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        budget = self.config.shutdown_timeout if timeout is None else timeout
+        self.end_trace(end_state=end_state)
+        self.budget.begin(budget)
+        self._close_requested.set()
+        if not self._close_done.wait(max(0.0, budget - 0.1)):
+            self.exporter.shutdown()  # interrupts OpenTelemetry's retry waits
+            self._close_done.wait(0.1)
+        self.stats.close(v.SHUTDOWN)
+        self.tracker.close()
+        if self.router.target is self.processor:
+            self.router.target = None
+        self._log_exit_summary()
+
+    def _log_exit_summary(self) -> None:
+        snapshot = self.stats.snapshot()
+        line = exit_summary(snapshot["spans_made"], snapshot["failures_by_cause"])
+        if line:
+            level = logging.INFO if self.tracker.state == v.DISABLED else logging.WARNING
+            logger.log(level, line)
+
+    def after_fork(self) -> None:
+        """In a forked child: this client now describes the child's own spans."""
+        self._lock = threading.Lock()
+        self.traces = []
+        self.stats.reset()
+        self.loss_log.reset()
+        for session in (self.exporter.session, self.api.session if self.api else None):
+            if session is not None:
+                # Pooled sockets are shared with the parent; new adapters open new ones.
+                session.mount("https://", HTTPAdapter())
+                session.mount("http://", HTTPAdapter())
+        self.tracker.after_fork()
+        self._close_requested = threading.Event()
+        self._close_done = threading.Event()
+        if not self.closed:
+            self._start_closer()
+
+
+_current: Client | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Client | None:
+    return _current
+
+
+def replace_current(client: Client | None) -> Client | None:
+    """Make ``client`` the process's client; return the previous one."""
+    global _current
+    with _current_lock:
+        previous, _current = _current, client
+    return previous
+
+
+def _shutdown_at_exit() -> None:
+    client = _current
+    if client is not None:
+        client.shutdown()
+
+
+def _after_fork_in_child() -> None:
+    global _current_lock
+    _current_lock = threading.Lock()
+    if _current is not None:
+        _current.after_fork()
+
+
+atexit.register(_shutdown_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

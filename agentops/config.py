@@ -1,0 +1,286 @@
+"""Configuration: keyword arguments win over environment variables, which win over defaults.
+
+Every setting is declared once in ``SETTINGS``; validation, the README table and
+``agentops doctor`` (which shows where each value came from) all read from it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+logger = logging.getLogger("agentops")
+
+DEFAULT_API_ENDPOINT = "https://api.agentops.ai"
+DEFAULT_APP_URL = "https://app.agentops.ai"
+DEFAULT_EXPORTER_ENDPOINT = "https://otlp.agentops.ai/v1/traces"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the SDK cannot use; the message names it and what is expected."""
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {type(value).__name__}")
+    return value.strip()
+
+
+def _api_key(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    key = _text(name, value)
+    if not key:
+        return None
+    try:
+        uuid.UUID(key)
+    except ValueError:
+        raise ConfigError(
+            f"{name} is not a valid AgentOps API key: expected a UUID such as "
+            f"'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' (got {mask_secret(key)!r}); "
+            "copy it again from your project's settings in the AgentOps dashboard"
+        ) from None
+    return key
+
+
+def _url(name: str, value: Any) -> str:
+    url = _text(name, value).rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http(s) URL such as 'https://host[:port]', got {url!r}")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"{name} has an invalid port: {url!r}") from None
+    return url
+
+
+def _seconds(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if number != number or number < 0 or number == float("inf"):
+        raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    return number
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
+    if number != float(value) or number <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return number
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
+def _tags(name: str, value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [tag.strip() for tag in value.split(",") if tag.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) for tag in value):
+        raise ConfigError(f"{name} must be a list of strings, got {value!r}")
+    return list(value)
+
+
+def _log_level(name: str, value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):
+            return level
+    raise ConfigError(f"{name} must be a logging level such as 'INFO' or 'WARNING', got {value!r}")
+
+
+def _optional_text(name: str, value: Any) -> str | None:
+    return None if value is None else _text(name, value) or None
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    env: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("api_key", "AGENTOPS_API_KEY", None, _api_key,
+            "Project API key (a UUID). Without one, spans stay local and nothing is sent."),
+    Setting("endpoint", "AGENTOPS_API_ENDPOINT", DEFAULT_API_ENDPOINT, _url,
+            "AgentOps API base URL (token exchange)."),
+    Setting("app_url", "AGENTOPS_APP_URL", DEFAULT_APP_URL, _url,
+            "Dashboard base URL used in session links."),
+    Setting("exporter_endpoint", "AGENTOPS_EXPORTER_ENDPOINT", DEFAULT_EXPORTER_ENDPOINT, _url,
+            "OTLP/HTTP traces URL."),
+    Setting("max_wait_time", "AGENTOPS_MAX_WAIT_TIME", 5000, _positive_int,
+            "Milliseconds between batch exports."),
+    Setting("max_queue_size", "AGENTOPS_MAX_QUEUE_SIZE", 2048, _positive_int,
+            "Finished spans held for export; beyond it spans are dropped and counted "
+            "as queue_overflow."),
+    Setting("default_tags", "AGENTOPS_DEFAULT_TAGS", [], _tags,
+            "Tags added to every session trace (env: comma-separated)."),
+    Setting("trace_name", "AGENTOPS_TRACE_NAME", "session", _text,
+            "Name of the session trace started by init."),
+    Setting("auto_start_session", "AGENTOPS_AUTO_START_SESSION", True, _flag,
+            "Start a session trace in init."),
+    Setting("log_level", "AGENTOPS_LOG_LEVEL", logging.INFO, _log_level,
+            "Level of the 'agentops' logger."),
+    Setting("fail_safe", "AGENTOPS_FAIL_SAFE", False, _flag,
+            "Log configuration errors instead of raising; the SDK then runs local-only."),
+    Setting("log_session_replay_url", "AGENTOPS_LOG_SESSION_REPLAY_URL", True, _flag,
+            "Log the session URL line with its status marker."),
+    Setting("instrument_llm_calls", "AGENTOPS_INSTRUMENT_LLM_CALLS", False, _flag,
+            "Accepted for compatibility; this package does not patch LLM clients."),
+    Setting("wait_for_auth", "AGENTOPS_WAIT_FOR_AUTH", False, _flag,
+            "Make init wait (at most auth_timeout) for the authentication outcome."),
+    Setting("auth_timeout", "AGENTOPS_AUTH_TIMEOUT", 5.0, _seconds,
+            "Seconds spans are held, and the URL line waits, for authentication."),
+    Setting("shutdown_timeout", "AGENTOPS_SHUTDOWN_TIMEOUT", 2.0, _seconds,
+            "Seconds allowed at exit to end traces and deliver what is left."),
+    Setting("export_timeout", "AGENTOPS_EXPORT_TIMEOUT", 10.0, _seconds,
+            "Seconds one batch export may take, retries included."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """At most the first and last four characters; short secrets are hidden entirely."""
+    if not secret:
+        return None
+    if len(secret) <= 12:
+        return "*" * len(secret)
+    return f"{secret[:4]}...{secret[-4:]}"
+
+
+@dataclass(frozen=True)
+class Config:
+    api_key: str | None = None
+    endpoint: str = DEFAULT_API_ENDPOINT
+    app_url: str = DEFAULT_APP_URL
+    exporter_endpoint: str = DEFAULT_EXPORTER_ENDPOINT
+    max_wait_time: int = 5000
+    max_queue_size: int = 2048
+    default_tags: list[str] = field(default_factory=list)
+    trace_name: str = "session"
+    auto_start_session: bool = True
+    log_level: int = logging.INFO
+    fail_safe: bool = False
+    log_session_replay_url: bool = True
+    instrument_llm_calls: bool = False
+    wait_for_auth: bool = False
+    auth_timeout: float = 5.0
+    shutdown_timeout: float = 2.0
+    export_timeout: float = 10.0
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Where each value came from: 'argument', 'env:NAME' or 'default'."""
+    errors: tuple[str, ...] = field(default=(), compare=False)
+    """Validation errors that fail_safe turned into log lines (their settings use defaults)."""
+    api_key_error: str | None = field(default=None, compare=False)
+    """Why a given API key was refused under fail_safe; authentication then fails for it."""
+
+    @property
+    def api_key_masked(self) -> str | None:
+        return mask_secret(self.api_key)
+
+    def public(self) -> dict[str, Any]:
+        """The effective settings with the API key masked, for reports and support tickets."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)
+                  if f.name not in ("sources", "errors", "api_key_error")}
+        values["api_key"] = self.api_key_masked
+        values["log_level"] = logging.getLevelName(self.log_level)
+        return values
+
+    @classmethod
+    def resolve(cls, environ: Mapping[str, str] | None = None, **arguments: Any) -> Config:
+        """Build a Config from arguments (None means unset), the environment and defaults.
+
+        Raises ConfigError naming the setting, unless fail_safe is true: then each bad
+        value is logged, its setting falls back to the default, and an invalid API key
+        leaves the SDK local-only.
+        """
+        environ = os.environ if environ is None else environ
+        raw: dict[str, tuple[Any, str]] = {}
+        for setting in SETTINGS:
+            if arguments.get(setting.name) is not None:
+                raw[setting.name] = (arguments[setting.name], "argument")
+            elif environ.get(setting.env, "").strip():
+                raw[setting.name] = (environ[setting.env], f"env:{setting.env}")
+
+        fail_safe_raw = raw.get("fail_safe")
+        try:
+            fail_safe = _flag("fail_safe", fail_safe_raw[0]) if fail_safe_raw else False
+        except ConfigError:
+            fail_safe = True
+
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        errors: list[str] = []
+        api_key_error = None
+        for setting in SETTINGS:
+            if setting.name not in raw:
+                values[setting.name] = setting.default
+                sources[setting.name] = "default"
+                continue
+            value, source = raw[setting.name]
+            label = setting.name if source == "argument" else f"{setting.name} ({setting.env})"
+            try:
+                values[setting.name] = setting.parse(label, value)
+                sources[setting.name] = source
+            except ConfigError as error:
+                if not fail_safe:
+                    raise
+                errors.append(str(error))
+                if setting.name == "api_key":
+                    api_key_error = str(error)
+                values[setting.name] = setting.default
+                sources[setting.name] = "default"
+        values["fail_safe"] = fail_safe
+        config = cls(**values, sources=sources, errors=tuple(errors), api_key_error=api_key_error)
+        config.warn_about_plain_http()
+        return config
+
+    def warn_about_plain_http(self) -> None:
+        if not self.api_key:
+            return
+        for name in ("endpoint", "exporter_endpoint"):
+            host = urlsplit(getattr(self, name)).hostname or ""
+            if urlsplit(getattr(self, name)).scheme == "http" and not _is_loopback(host):
+                logger.warning(
+                    "%s uses plain http to %s: the API key and token travel unencrypted; "
+                    "use https", name, host)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def setting(name: str) -> Setting:
+    return _BY_NAME[name]

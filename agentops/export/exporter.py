@@ -1,0 +1,133 @@
+"""InstrumentedSpanExporter: a ``SpanExporter`` that delegates to ``OTLPSpanExporter``
+through its public arguments and accounts for every batch.
+
+A batch made while authentication is pending is held (never sent without a token) until
+a token is held, authentication fails for good, or ``auth_timeout`` runs out. Without a
+token nothing is sent and the spans are counted as ``not_authenticated``. Every failure
+is counted under its cause and reported once per cause by the LossLog.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from agentops import vocabulary as v
+from agentops.auth import AuthTracker
+from agentops.export.loss_log import LossLog
+from agentops.export.session import (Attempt, ExitBudget, ExitBudgetExhausted, ExportSession,
+                                     current_attempt, set_current_attempt)
+from agentops.export.stats import ExportStats
+from agentops.http import endpoint_label, exception_cause
+
+# OpenTelemetry's exporter logs each failed batch; while it works for us those records are
+# replaced by our accounting and the LossLog's once-per-cause lines.
+_OTEL_EXPORT_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                        "opentelemetry.exporter.otlp.common.http")
+
+
+class _InsideOurExport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return current_attempt() is None
+
+
+_FILTER = _InsideOurExport()
+for _name in _OTEL_EXPORT_LOGGERS:
+    logging.getLogger(_name).addFilter(_FILTER)
+
+
+def status_cause(status: int) -> str:
+    if status in (401, 403):
+        return v.AUTH_REJECTED
+    if status == 429:
+        return v.RATE_LIMITED
+    if status >= 500:
+        return v.SERVER_ERROR
+    return v.CLIENT_ERROR
+
+
+class InstrumentedSpanExporter(SpanExporter):
+    def __init__(self, endpoint: str, tracker: AuthTracker, stats: ExportStats,
+                 loss_log: LossLog, *, timeout: float, budget: ExitBudget,
+                 compression: Compression | None = None) -> None:
+        self.endpoint = endpoint
+        self._tracker = tracker
+        self._stats = stats
+        self._loss_log = loss_log
+        self._budget = budget
+        self.session = ExportSession(tracker, stats, budget)
+        self._delegate = OTLPSpanExporter(endpoint=endpoint, timeout=timeout,
+                                          compression=compression, session=self.session)
+        self._shut_down = False
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        count = len(spans)
+        self._stats.batch_started(count)
+        try:
+            token = self._tracker.wait_for_token(self._hold_deadline())
+            if token is None:
+                self._failed(v.NOT_AUTHENTICATED, count, self._no_token_detail())
+                return SpanExportResult.FAILURE
+            attempt = Attempt()
+            set_current_attempt(attempt)
+            try:
+                result = self._delegate.export(spans)
+            except Exception as error:  # 1.36 lets a second connection error escape
+                attempt.error = attempt.error or error
+                result = SpanExportResult.FAILURE
+            finally:
+                set_current_attempt(None)
+            if result is SpanExportResult.SUCCESS:
+                self._stats.batch_succeeded(count)
+                return result
+            self._failed(*self._cause(attempt), count)
+        except Exception as error:  # never let an accounting fault escape into OpenTelemetry
+            self._failed(v.INTERNAL_ERROR, count, f"{type(error).__name__}: {error}")
+        return SpanExportResult.FAILURE
+
+    def _hold_deadline(self) -> float:
+        exit_left = self._budget.remaining()
+        if exit_left is None:
+            return self._tracker.auth_deadline
+        return min(self._tracker.auth_deadline, time.monotonic() + exit_left)
+
+    def _no_token_detail(self) -> str:
+        auth = self._tracker.snapshot()
+        if auth.state == v.DISABLED:
+            return "no API key: spans kept local"
+        if auth.state == v.PENDING:
+            return f"authentication still pending after {self._tracker.auth_timeout:g}s"
+        return f"no token: authentication failed ({auth.reason})"
+
+    def _cause(self, attempt: Attempt) -> tuple[str, str]:
+        where = endpoint_label(self.endpoint)
+        if isinstance(attempt.error, ExitBudgetExhausted) or (
+                self._budget.exhausted and attempt.status is None):
+            return v.SHUTDOWN, "the exit budget ran out before the batch was delivered"
+        if attempt.status is not None and attempt.status >= 300:
+            detail = f"HTTP {attempt.status} from {where}"
+            if attempt.error_body:
+                detail += f": {attempt.error_body}"
+            return status_cause(attempt.status), detail
+        if attempt.error is not None:
+            return exception_cause(attempt.error, self.endpoint)
+        return v.INTERNAL_ERROR, "the OTLP exporter failed without an HTTP request"
+
+    def _failed(self, cause: str, count: int, detail: str) -> None:
+        self._stats.batch_failed(cause, count, detail)
+        self._loss_log.record(cause, count, detail)
+
+    def shutdown(self) -> None:
+        """Also interrupts the retry waits of an export in progress."""
+        if not self._shut_down:
+            self._shut_down = True
+            self._delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

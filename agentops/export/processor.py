@@ -1,0 +1,36 @@
+"""AccountingSpanProcessor: counts every finished span before the batch processor sees it.
+
+``BatchSpanProcessor`` drops spans silently when its queue is full. This processor keeps
+its own count of queued spans and, at capacity, drops the span itself and counts it as
+``queue_overflow``, so the batch processor's queue never overflows unseen.
+"""
+
+from __future__ import annotations
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from agentops.export.stats import ExportStats
+
+
+class AccountingSpanProcessor(SpanProcessor):
+    def __init__(self, delegate: BatchSpanProcessor, stats: ExportStats, capacity: int) -> None:
+        self._delegate = delegate
+        self._stats = stats
+        self._capacity = capacity
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self._delegate.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if not span.context.trace_flags.sampled:
+            return
+        if self._stats.span_finished(self._capacity):
+            self._delegate.on_end(span)
+
+    def shutdown(self) -> None:
+        self._delegate.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._delegate.force_flush(timeout_millis)

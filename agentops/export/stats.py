@@ -1,0 +1,147 @@
+"""ExportStats: the one place that records what happened to every finished span.
+
+Each span ends in exactly one bucket: exported, or lost under a cause of the vocabulary;
+until then it is pending. Batches are counted too: every export attempt finishes as a
+success or a failure. All updates take one lock, so counts stay exact under concurrency.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentops import vocabulary as v
+from agentops.auth import iso
+
+
+@dataclass
+class ExportStats:
+    spans_made: int = 0
+    spans_exported: int = 0
+    lost: Counter[str] = field(default_factory=Counter)
+    attempts: int = 0
+    successes: int = 0
+    failures: int = 0
+    failures_by_cause: Counter[str] = field(default_factory=Counter)
+    """Batches, by cause (``lost`` counts spans)."""
+    last_error: str | None = None
+    last_error_cause: str | None = None
+    last_error_at: float | None = None
+    last_success_at: float | None = None
+    last_result_ok: bool | None = None
+    http_requests: int = 0
+    http_latency_total: float = 0.0
+    http_latency_max: float = 0.0
+    last_http_status: int | None = None
+    queued: int = 0
+    """Spans handed to the batch processor and not yet taken out for export; an upper
+    bound of its queue length, so the queue never overflows silently."""
+    closed: bool = False
+    """Set once the exit budget ran out: late results of abandoned exports are ignored."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def span_finished(self, capacity: int) -> bool:
+        """Count a finished span; False (and counted as lost) when it must not be queued:
+        the queue is at ``capacity`` or the pipeline is closed."""
+        with self._lock:
+            self.spans_made += 1
+            if self.closed:
+                self.lost[v.SHUTDOWN] += 1
+                return False
+            if self.queued >= capacity:
+                self.lost[v.QUEUE_OVERFLOW] += 1
+                return False
+            self.queued += 1
+            return True
+
+    def batch_started(self, spans: int) -> None:
+        """A batch left the queue for an export attempt."""
+        with self._lock:
+            self.attempts += 1
+            self.queued = max(0, self.queued - spans)
+
+    def batch_succeeded(self, spans: int) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.successes += 1
+            self.spans_exported += spans
+            self.last_success_at = time.time()
+            self.last_result_ok = True
+
+    def batch_failed(self, cause: str, spans: int, detail: str) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.failures += 1
+            self.failures_by_cause[cause] += 1
+            self.lost[cause] += spans
+            self.last_error, self.last_error_cause = detail, cause
+            self.last_error_at = time.time()
+            self.last_result_ok = False
+
+    def spans_lost(self, cause: str, spans: int = 1) -> None:
+        """Spans that never reached an export attempt (queue overflow, exit)."""
+        with self._lock:
+            self.lost[cause] += spans
+
+    def http_response(self, status: int | None, latency: float) -> None:
+        with self._lock:
+            self.http_requests += 1
+            self.http_latency_total += latency
+            self.http_latency_max = max(self.http_latency_max, latency)
+            self.last_http_status = status
+
+    @property
+    def pending(self) -> int:
+        return self.spans_made - self.spans_exported - sum(self.lost.values())
+
+    def close(self, cause: str) -> int:
+        """Count every still-pending span under ``cause`` and freeze the counts."""
+        with self._lock:
+            pending = self.spans_made - self.spans_exported - sum(self.lost.values())
+            if pending > 0:
+                self.lost[cause] += pending
+            self.closed = True
+            return max(pending, 0)
+
+    def reset(self) -> None:
+        """Forget everything (a forked child describes itself, not its parent)."""
+        fresh = ExportStats()
+        with self._lock:
+            for name in self.__dataclass_fields__:
+                if name != "_lock":
+                    setattr(self, name, getattr(fresh, name))
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``export_stats`` of a diagnosis: plain, JSON-serialisable values."""
+        with self._lock:
+            finished = self.successes + self.failures
+            lost = sum(self.lost.values())
+            return {
+                "total_attempts": self.attempts,
+                "successful_exports": self.successes,
+                "failed_exports": self.failures,
+                "success_rate": round(100.0 * self.successes / finished, 1) if finished else 0.0,
+                "in_flight_exports": self.attempts - finished,
+                "spans_made": self.spans_made,
+                "spans_exported": self.spans_exported,
+                "spans_failed": lost,
+                "spans_pending": self.spans_made - self.spans_exported - lost,
+                "failures_by_cause": {cause: n for cause, n in sorted(self.lost.items()) if n},
+                "failed_batches_by_cause": dict(sorted(self.failures_by_cause.items())),
+                "last_error": self.last_error,
+                "last_error_cause": self.last_error_cause,
+                "last_error_at": iso(self.last_error_at),
+                "last_success_at": iso(self.last_success_at),
+                "last_result_ok": self.last_result_ok,
+                "last_http_status": self.last_http_status,
+                "http_requests": self.http_requests,
+                "http_latency_avg_ms": round(1000 * self.http_latency_total / self.http_requests, 2)
+                if self.http_requests else None,
+                "http_latency_max_ms": round(1000 * self.http_latency_max, 2),
+            }

@@ -1,0 +1,76 @@
+"""HTTP facts shared by the token exchange and the span export: how a failed request is
+named in the vocabulary, and bounded reading of a response body."""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import urlsplit
+
+import requests
+
+from agentops import vocabulary as v
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+
+
+def endpoint_label(url: str) -> str:
+    """host:port of a URL, the form diagnoses name endpoints in."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def exception_cause(error: BaseException, url: str | None = None) -> tuple[str, str]:
+    """(cause, short detail) for an exception raised by a requests call.
+
+    The detail names the endpoint and the operating system's words, never headers.
+    """
+    where = f" to {endpoint_label(url)}" if url else ""
+    if isinstance(error, requests.exceptions.SSLError):
+        return v.TLS_ERROR, f"TLS handshake{where} failed: {_innermost(error)}"
+    if isinstance(error, requests.exceptions.Timeout):
+        kind = "connecting" if isinstance(error, requests.exceptions.ConnectTimeout) else "waiting for a response"
+        return v.TIMEOUT, f"timed out {kind}{where}"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return v.CONNECTION_ERROR, f"could not connect{where}: {_innermost(error)}"
+    if isinstance(error, requests.exceptions.RequestException):
+        return v.CONNECTION_ERROR, f"request{where} failed: {_innermost(error)}"
+    return v.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
+
+
+def _innermost(error: BaseException) -> str:
+    text = str(error)
+    found = _ERRNO_TEXT.findall(text)
+    if found:
+        return found[-1].strip()
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verify failed"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "connection closed by the server"
+    return text[:160]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def read_capped(response: requests.Response, limit: int, deadline: float) -> bytes:
+    """Read a streamed body, refusing more than ``limit`` bytes or reading past ``deadline``
+    (time.monotonic()): a body that never ends must not hold the caller or its memory."""
+    chunks: list[bytes] = []
+    size = 0
+    # read1 returns whatever has arrived, so a body dripping one byte at a time still
+    # reaches the deadline check; read(n) would wait for n bytes.
+    read = getattr(response.raw, "read1", None) or response.raw.read
+    try:
+        while chunk := read(8192, decode_content=True):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"response body larger than {limit // 1024} KiB")
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout("response body still arriving at the deadline")
+    finally:
+        response.close()
+    return b"".join(chunks)
