@@ -1,0 +1,60 @@
+"""Shared test helpers: run a program using the SDK in a fresh interpreter, where exit
+behaviour and process-wide state (the global tracer provider, atexit) are real."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from dataclasses import dataclass
+
+import pytest
+
+import agentops.client
+
+SDK_ENV_PREFIXES = ("AGENTOPS_", "OTEL_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+                    "http_proxy", "https_proxy", "no_proxy", "NO_COLOR")
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    def last_json(self) -> dict:
+        """The last stdout line that is a JSON object (programs print their diagnosis so)."""
+        for line in reversed(self.stdout.splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+        raise AssertionError(f"no JSON line in stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: val for k, val in os.environ.items() if not k.startswith(SDK_ENV_PREFIXES)}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def run_python(code: str, *, timeout: float = 60, env: dict[str, str] | None = None,
+               args: list[str] | None = None) -> Run:
+    """Run ``code`` (dedented) with this interpreter; environment cleared of SDK settings."""
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *(args or [])],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=env if env is not None else clean_env())
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+@pytest.fixture(autouse=True)
+def _no_client_leaks_between_tests():
+    """In-process tests must not leave a running client for the next test."""
+    yield
+    client = agentops.client.replace_current(None)
+    if client is not None:
+        client.shutdown(timeout=0.5)
