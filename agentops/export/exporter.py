@@ -70,26 +70,31 @@ class InstrumentedSpanExporter(SpanExporter):
         count = len(spans)
         self._stats.batch_started(count)
         try:
-            token = self._tracker.wait_for_token(self._hold_deadline())
-            if token is None:
-                self._failed(v.NOT_AUTHENTICATED, count, self._no_token_detail())
-                return SpanExportResult.FAILURE
-            attempt = Attempt()
-            set_current_attempt(attempt)
-            try:
-                result = self._delegate.export(spans)
-            except Exception as error:  # 1.36 lets a second connection error escape
-                attempt.error = attempt.error or error
-                result = SpanExportResult.FAILURE
-            finally:
-                set_current_attempt(None)
-            if result is SpanExportResult.SUCCESS:
-                self._stats.batch_succeeded(count)
-                return result
-            self._failed(*self._cause(attempt), count)
+            failure = self._deliver(spans)
         except Exception as error:  # never let an accounting fault escape into OpenTelemetry
-            self._failed(v.INTERNAL_ERROR, count, f"{type(error).__name__}: {error}")
+            failure = (v.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
+        if failure is None:
+            self._stats.batch_succeeded(count)
+            return SpanExportResult.SUCCESS
+        cause, detail = failure
+        self._stats.batch_failed(cause, count, detail)
+        self._loss_log.record(cause, count, detail)
         return SpanExportResult.FAILURE
+
+    def _deliver(self, spans: Sequence[ReadableSpan]) -> tuple[str, str] | None:
+        """Send with a token; None on success, else (cause, detail)."""
+        if self._tracker.wait_for_token(self._hold_deadline()) is None:
+            return v.NOT_AUTHENTICATED, self._no_token_detail()
+        attempt = Attempt()
+        set_current_attempt(attempt)
+        try:
+            result = self._delegate.export(spans)
+        except Exception as error:  # 1.36 lets a second connection error escape
+            attempt.error = attempt.error or error
+            result = SpanExportResult.FAILURE
+        finally:
+            set_current_attempt(None)
+        return None if result is SpanExportResult.SUCCESS else self._cause(attempt)
 
     def _hold_deadline(self) -> float:
         exit_left = self._budget.remaining()
@@ -118,10 +123,6 @@ class InstrumentedSpanExporter(SpanExporter):
         if attempt.error is not None:
             return exception_cause(attempt.error, self.endpoint)
         return v.INTERNAL_ERROR, "the OTLP exporter failed without an HTTP request"
-
-    def _failed(self, cause: str, count: int, detail: str) -> None:
-        self._stats.batch_failed(cause, count, detail)
-        self._loss_log.record(cause, count, detail)
 
     def shutdown(self) -> None:
         """Also interrupts the retry waits of an export in progress."""

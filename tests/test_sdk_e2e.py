@@ -1,0 +1,202 @@
+"""The SDK in a real program (a subprocess) against LocalBackend: what arrives, what the
+URL line says, and how long exit takes."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.conftest import clean_env, run_python
+
+SPANS = 20
+
+# Makes SPANS spans, then prints the diagnosis; delivery happens at exit unless the
+# scenario flushes. The backend runs in the test process; the program finds it through
+# the AGENTOPS_* environment variables.
+PROGRAM = """
+import json, sys, time
+import agentops
+from opentelemetry import trace
+
+agentops.init(max_wait_time=100)
+tracer = trace.get_tracer("e2e")
+pause = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+for i in range({spans}):
+    with tracer.start_as_current_span(f"span-{{i}}"):
+        pass
+    time.sleep(pause)
+{after}
+print(json.dumps(agentops.diagnose_session()))
+print("END", time.time(), flush=True)
+"""
+
+
+def program(after: str = "") -> str:
+    return PROGRAM.format(spans=SPANS, after=after)
+
+
+def env_for(backend, api_key: str | None = "default", **extra: str) -> dict[str, str]:
+    env = clean_env(AGENTOPS_API_ENDPOINT=backend.api_url,
+                    AGENTOPS_EXPORTER_ENDPOINT=backend.otlp_url,
+                    AGENTOPS_APP_URL=backend.app_url, **extra)
+    if api_key is not None:
+        env["AGENTOPS_API_KEY"] = backend.api_key if api_key == "default" else api_key
+    return env
+
+
+def exit_seconds(run) -> float:
+    """Seconds from the program's last line to the end of its process."""
+    end_line = next(line for line in run.stdout.splitlines() if line.startswith("END "))
+    return run.finished_wall - float(end_line.split()[1])
+
+
+def run_timed(code: str, **kwargs):
+    run = run_python(code, **kwargs)
+    run.finished_wall = time.time()
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def url_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "Session Replay" in line]
+
+
+def test_healthy_program_delivers_every_span_at_exit_with_a_green_url(local_backend):
+    run = run_timed(program(), env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
+    names = local_backend.span_names
+    assert sorted(n for n in names if n.startswith("span-")) == sorted(f"span-{i}" for i in range(SPANS))
+    assert "session" in names
+    lines = url_lines(run.stderr)
+    assert len(lines) == 1 and "\U0001f7e2" in lines[0] and "/sessions?trace_id=" in lines[0]
+    assert "WARNING" not in run.stderr and "not sent" not in run.stderr
+    assert all(r["authorized"] for r in local_backend.otlp_requests)
+
+
+def test_slow_authentication_holds_spans_until_the_token_arrives(local_backend):
+    local_backend.auth_delay = 3.0
+    flush = "agentops.get_client().processor.force_flush()"
+    run = run_timed(program(flush), env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
+    requests_seen = local_backend.otlp_requests
+    assert requests_seen and all(r["authorized"] and r["token"] for r in requests_seen)
+    diagnosis = run.last_json()
+    assert diagnosis["export_stats"]["spans_exported"] >= SPANS
+    assert diagnosis["export_stats"]["failures_by_cause"] == {}
+    lines = url_lines(run.stderr)
+    assert len(lines) == 1 and "\U0001f7e2" in lines[0]
+
+
+def test_receiver_answering_503_twice_then_ok_loses_nothing(local_backend):
+    local_backend.queue_otlp_statuses(503, 503)
+    run = run_timed(program("agentops.get_client().processor.force_flush()"),
+                    env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
+    assert [r["status"] for r in local_backend.otlp_requests][:3] == [503, 503, 200]
+    assert run.last_json()["export_stats"]["failures_by_cause"] == {}
+
+
+def test_short_lived_tokens_are_refreshed_and_every_span_arrives(local_backend):
+    local_backend.token_ttl = 2
+    run = run_timed(program(), env=env_for(local_backend), args=["0.3"], timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
+    assert local_backend.tokens_issued >= 2
+    assert run.last_json()["export_stats"]["failures_by_cause"] == {}
+    assert "not sent" not in run.stderr
+
+
+def test_receiver_that_never_answers_cannot_hold_exit_past_the_shutdown_budget(local_backend):
+    local_backend.otlp_hang = True
+    run = run_timed(program(), env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="2"),
+                    timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert exit_seconds(run) <= 2 + 1
+    assert "Session data not sent to backend" in run.stderr
+    assert "shutdown" in run.stderr
+
+
+def test_without_api_key_nothing_is_sent_and_the_url_says_local_only(local_backend):
+    run = run_timed(program(), env=env_for(local_backend, api_key=None))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.otlp_requests == [] and local_backend.auth_requests == []
+    assert exit_seconds(run) < 1.0
+    lines = url_lines(run.stderr)
+    assert len(lines) == 1 and "\U0001f7e1" in lines[0] and "local only" in lines[0]
+    diagnosis = run.last_json()
+    assert diagnosis["auth"]["state"] == "disabled"
+
+
+def test_invalid_key_sends_nothing_exits_fast_and_shows_a_red_url(local_backend):
+    unknown = "00000000-0000-4000-8000-000000000000"
+    run = run_timed(program(), env=env_for(local_backend, api_key=unknown))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.otlp_requests == []
+    assert exit_seconds(run) < 1.0
+    lines = url_lines(run.stderr)
+    assert len(lines) == 1 and "\U0001f534" in lines[0] and "invalid_key" in lines[0]
+    assert "Authentication failed - invalid API key or network issue" in run.stderr
+    assert "Session data will not reach backend" in run.stderr
+    assert "not delivered" in run.stderr  # the exit summary
+    diagnosis = run.last_json()
+    assert diagnosis["auth"]["state"] == "failed" and diagnosis["auth"]["reason"] == "invalid_key"
+    assert diagnosis["auth"]["http_status"] == 403
+
+
+def test_receiver_always_401_is_counted_as_auth_rejected(local_backend):
+    local_backend.otlp_status = 401
+    run = run_timed(program("agentops.get_client().processor.force_flush()"),
+                    env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    diagnosis = run.last_json()
+    assert diagnosis["export_stats"]["failures_by_cause"].get("auth_rejected", 0) >= SPANS
+    assert diagnosis["exporter_healthy"] is False
+    # one refresh per rejected batch, then the batch is given up
+    assert local_backend.tokens_issued >= 2
+    assert local_backend.spans == []
+
+
+def test_url_line_falls_back_to_ascii_on_a_stream_that_cannot_encode_emoji(local_backend):
+    run = run_timed(program(), env=env_for(local_backend, PYTHONIOENCODING="ascii"))
+    assert run.returncode == 0, run.stderr
+    lines = url_lines(run.stderr)
+    assert len(lines) == 1 and lines[0].startswith("AgentOps: [OK] Session Replay")
+
+
+def test_auth_service_down_program_still_exits_promptly(local_backend):
+    env = env_for(local_backend)
+    env["AGENTOPS_API_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
+    run = run_timed(program(), env=env)
+    assert run.returncode == 0, run.stderr
+    assert exit_seconds(run) <= 2 + 1
+    assert local_backend.otlp_requests == []
+    diagnosis = run.last_json()
+    assert diagnosis["auth"]["reason"] == "connection_error"
+
+
+@pytest.mark.parametrize("wait", ["true", "false"])
+def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend, wait):
+    local_backend.auth_delay = 1.5
+    code = """
+    import time, agentops
+    started = time.monotonic()
+    agentops.init(auto_start_session=False)
+    print("INIT", time.monotonic() - started, agentops.diagnose_session()["auth"]["state"])
+    """
+    run = run_python(code, env=env_for(local_backend, AGENTOPS_WAIT_FOR_AUTH=wait))
+    assert run.returncode == 0, run.stderr
+    _, seconds, state = next(l for l in run.stdout.splitlines() if l.startswith("INIT")).split()
+    if wait == "true":
+        assert state == "authenticated" and float(seconds) >= 1.0
+    else:
+        assert state == "pending" and float(seconds) < 1.0
