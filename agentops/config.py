@@ -92,11 +92,13 @@ def _flag(name: str, value: Any) -> bool:
     raise ConfigError(f"{name} must be true or false, got {value!r}")
 
 
+def _comma_separated(value: str) -> list[str]:
+    return [tag.strip() for tag in value.split(",") if tag.strip()]
+
+
 def _tags(name: str, value: Any) -> list[str]:
     if value is None:
         return []
-    if isinstance(value, str):
-        return [tag.strip() for tag in value.split(",") if tag.strip()]
     if not isinstance(value, (list, tuple)) or not all(isinstance(tag, str) for tag in value):
         raise ConfigError(f"{name} must be a list of strings, got {value!r}")
     return list(value)
@@ -123,6 +125,8 @@ class Setting:
     default: Any
     parse: Callable[[str, Any], Any]
     help: str
+    from_env: Callable[[str], Any] = str
+    """Turns the env var's text into what ``parse`` takes."""
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -140,7 +144,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Finished spans held for export; beyond it spans are dropped and counted "
             "as queue_overflow."),
     Setting("default_tags", "AGENTOPS_DEFAULT_TAGS", [], _tags,
-            "Tags added to every session trace (env: comma-separated)."),
+            "Tags added to every session trace (env: comma-separated).", _comma_separated),
     Setting("trace_name", "AGENTOPS_TRACE_NAME", "session", _text,
             "Name of the session trace started by init."),
     Setting("auto_start_session", "AGENTOPS_AUTO_START_SESSION", True, _flag,
@@ -227,7 +231,7 @@ class Config:
             if arguments.get(setting.name) is not None:
                 raw[setting.name] = (arguments[setting.name], "argument")
             elif environ.get(setting.env, "").strip():
-                raw[setting.name] = (environ[setting.env], f"env:{setting.env}")
+                raw[setting.name] = (setting.from_env(environ[setting.env]), f"env:{setting.env}")
 
         fail_safe_raw = raw.get("fail_safe")
         try:

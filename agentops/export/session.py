@@ -81,6 +81,7 @@ class ExportSession(requests.Session):
             fresh = self._tracker.refresh(token)
             if fresh is not None and fresh != token:
                 response.close()
+                request = request.copy()
                 request.headers["Authorization"] = f"Bearer {fresh}"
                 response = self._timed_send(request, attempt, kwargs)
         return response
@@ -105,7 +106,7 @@ class ExportSession(requests.Session):
         self._stats.http_response(response.status_code, time.monotonic() - started)
         attempt.status, attempt.error = response.status_code, None
         if response.status_code >= 400:
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) <= MAX_ERROR_BODY:
-                attempt.error_body = response.text.strip()[:200] or None
+            # OpenTelemetry does not stream, so the body is already in memory.
+            text = response.content[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+            attempt.error_body = text[:200] or None
         return response

@@ -1,0 +1,98 @@
+"""Settings: arguments win over env vars, env vars over defaults; bad values are named."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import agentops
+from agentops.config import SETTINGS, Config, ConfigError, mask_secret
+
+KEY = "6f4e1c2a-9b1d-4c3e-8f00-123456787f79"
+
+
+def test_arguments_win_over_env_vars_which_win_over_defaults():
+    env = {"AGENTOPS_API_ENDPOINT": "http://127.0.0.1:9/env", "AGENTOPS_AUTH_TIMEOUT": "7"}
+    config = Config.resolve(environ=env, endpoint="http://127.0.0.1:8/arg")
+    assert config.endpoint == "http://127.0.0.1:8/arg"
+    assert config.sources["endpoint"] == "argument"
+    assert config.auth_timeout == 7.0
+    assert config.sources["auth_timeout"] == "env:AGENTOPS_AUTH_TIMEOUT"
+    assert config.shutdown_timeout == 2.0 and config.sources["shutdown_timeout"] == "default"
+
+
+def test_every_setting_has_an_env_var_and_a_default_in_config():
+    names = {s.name for s in SETTINGS}
+    assert names == {f for f in Config.__dataclass_fields__} - {"sources", "errors", "api_key_error"}
+    assert all(s.env.startswith("AGENTOPS_") for s in SETTINGS)
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("api_key", "not-a-uuid", "api_key is not a valid AgentOps API key: expected a UUID"),
+    ("endpoint", "ftp://example.com", "endpoint must be an http(s) URL"),
+    ("exporter_endpoint", "localhost:4318", "exporter_endpoint must be an http(s) URL"),
+    ("auth_timeout", -1, "auth_timeout must be a finite number of seconds >= 0"),
+    ("shutdown_timeout", "soon", "shutdown_timeout must be a number of seconds"),
+    ("default_tags", "a,b", "default_tags must be a list of strings"),
+    ("default_tags", [1, 2], "default_tags must be a list of strings"),
+    ("max_queue_size", 0, "max_queue_size must be a positive integer"),
+    ("log_level", "LOUD", "log_level must be a logging level"),
+])
+def test_bad_values_raise_an_error_naming_the_setting(name, value, expected):
+    with pytest.raises(ConfigError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        Config.resolve(environ={}, **{name: value})
+
+
+def test_bad_env_var_names_the_variable():
+    with pytest.raises(ConfigError, match=r"auth_timeout \(AGENTOPS_AUTH_TIMEOUT\)"):
+        Config.resolve(environ={"AGENTOPS_AUTH_TIMEOUT": "abc"})
+
+
+def test_error_for_a_bad_key_never_contains_the_whole_key():
+    bad = "sk-this-is-a-long-secret-value-1234"
+    with pytest.raises(ConfigError) as info:
+        Config.resolve(environ={}, api_key=bad)
+    assert bad not in str(info.value) and "sk-t...1234" in str(info.value)
+
+
+def test_fail_safe_logs_bad_values_and_keeps_the_defaults():
+    config = Config.resolve(environ={}, fail_safe=True, api_key="nope", auth_timeout="x")
+    assert config.api_key is None and config.auth_timeout == 5.0
+    assert len(config.errors) == 2 and config.api_key_error
+
+
+def test_init_raises_for_bad_input_and_fail_safe_continues_local_only(caplog):
+    with pytest.raises(ConfigError, match="endpoint"):
+        agentops.init(api_key=KEY, endpoint="not a url")
+    with caplog.at_level(logging.ERROR, logger="agentops"):
+        client = agentops.init(api_key="bad-key", fail_safe=True, auto_start_session=False)
+    assert client is not None
+    diagnosis = agentops.diagnose_session()
+    assert diagnosis["auth"]["state"] == "failed"
+    assert diagnosis["auth"]["reason"] == "invalid_key_format"
+    assert any("api_key" in r.getMessage() for r in caplog.records)
+
+
+def test_unknown_keyword_is_a_warning_that_names_it(caplog):
+    with caplog.at_level(logging.WARNING, logger="agentops"):
+        agentops.init(auto_start_session=False, instrument_llm_calls=True, skip_auto_end=True)
+    assert any("'skip_auto_end'" in r.getMessage() for r in caplog.records)
+
+
+def test_plain_http_to_a_remote_host_warns_that_the_key_travels_unencrypted(caplog):
+    with caplog.at_level(logging.WARNING, logger="agentops"):
+        Config.resolve(environ={}, api_key=KEY, endpoint="http://api.example.com")
+        Config.resolve(environ={}, api_key=KEY, endpoint="http://127.0.0.1:8000")
+    warnings = [r.getMessage() for r in caplog.records if "unencrypted" in r.getMessage()]
+    assert len(warnings) == 1 and "api.example.com" in warnings[0]
+
+
+def test_masked_key_shows_at_most_four_characters_at_each_end():
+    assert mask_secret(KEY) == "6f4e...7f79"
+    assert mask_secret("short") == "*****"
+    assert mask_secret(None) is None
+
+
+def test_env_tags_are_comma_separated():
+    assert Config.resolve(environ={"AGENTOPS_DEFAULT_TAGS": "a, b,,c"}).default_tags == ["a", "b", "c"]
