@@ -96,3 +96,11 @@ def test_masked_key_shows_at_most_four_characters_at_each_end():
 
 def test_env_tags_are_comma_separated():
     assert Config.resolve(environ={"AGENTOPS_DEFAULT_TAGS": "a, b,,c"}).default_tags == ["a", "b", "c"]
+
+
+def test_readme_documents_every_setting_with_its_env_var():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    for setting in SETTINGS:
+        assert f"| `{setting.name}` | `{setting.env}` |" in readme, setting.name
