@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 from typing import Any
 
@@ -150,8 +151,8 @@ class Client:
         """In a forked child: this client now describes the child's own spans."""
         self._lock = threading.Lock()
         self.traces = []
-        self.stats.reset()
-        self.loss_log.reset()
+        self.stats.after_fork()
+        self.loss_log.after_fork()
         for session in (self.exporter.session, self.api.session if self.api else None):
             if session is not None:
                 # Pooled sockets are shared with the parent; new adapters open new ones.
@@ -191,6 +192,19 @@ def _after_fork_in_child() -> None:
     _current_lock = threading.Lock()
     if _current is not None:
         _current.after_fork()
+        if "multiprocessing" in sys.modules:
+            # A multiprocessing child ends with os._exit, which skips atexit; its exit
+            # finalizers do run. They are registered from an after-fork hook because the
+            # child clears the finalizers it inherited before running those hooks.
+            from multiprocessing import util
+
+            util.register_after_fork(_current, _finalize_child_at_exit)
+
+
+def _finalize_child_at_exit(_client: Client) -> None:
+    from multiprocessing import util
+
+    util.Finalize(None, _shutdown_at_exit, exitpriority=100)
 
 
 atexit.register(_shutdown_at_exit)

@@ -46,10 +46,11 @@ class LossLog:
             logger.warning("Session data not sent to backend: %d more spans in the last %ds (%s)",
                            sum(summary.values()), round(self._interval), causes)
 
-    def reset(self) -> None:
-        with self._lock:
-            self._seen.clear()
-            self._since_summary.clear()
+    def after_fork(self) -> None:
+        """In a forked child: the child's first loss of each cause is told again."""
+        self._lock = threading.Lock()
+        self._seen = set()
+        self._since_summary = Counter()
 
 
 def exit_summary(made: int, lost: Counter[str] | dict[str, int]) -> str | None:

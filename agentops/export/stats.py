@@ -108,14 +108,12 @@ class ExportStats:
             self.closed = True
             return max(pending, 0)
 
-    def reset(self) -> None:
-        """Forget everything (a forked child describes itself, not its parent)."""
+    def after_fork(self) -> None:
+        """In a forked child: forget the parent's spans. The old lock is not taken: a
+        parent thread may have held it at the fork."""
         fresh = ExportStats()
-        with self._lock:
-            for name in self.__dataclass_fields__:
-                if name != "_lock":
-                    setattr(self, name, getattr(fresh, name))
-        self._lock = threading.Lock()
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(fresh, name))
 
     def snapshot(self) -> dict[str, Any]:
         """The ``export_stats`` of a diagnosis: plain, JSON-serialisable values."""
