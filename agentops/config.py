@@ -10,8 +10,9 @@ import ipaddress
 import logging
 import os
 import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 logger = logging.getLogger("agentops")
@@ -54,7 +55,7 @@ def _url(name: str, value: Any) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http(s) URL such as 'https://host[:port]', got {url!r}")
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked
     except ValueError:
         raise ConfigError(f"{name} has an invalid port: {url!r}") from None
     return url

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
-from typing import Callable
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace

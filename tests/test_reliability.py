@@ -110,16 +110,20 @@ def test_receiver_outage_then_recovery_delivers_retried_batches_and_counts_the_r
     proc = subprocess.Popen([sys.executable, "-c", code],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env=env_for(local_backend))
+    def next_phase() -> None:
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+
     try:
         assert proc.stdout.readline().startswith("PHASE before")
         local_backend.otlp_status = 503
-        proc.stdin.write("\n"); proc.stdin.flush()
+        next_phase()
         assert proc.stdout.readline().startswith("PHASE during")
         local_backend.otlp_status = None
         local_backend.queue_otlp_statuses(503, 503)   # recovering: two more refusals, then OK
-        proc.stdin.write("\n"); proc.stdin.flush()
+        next_phase()
         assert proc.stdout.readline().startswith("PHASE after")
-        proc.stdin.write("\n"); proc.stdin.flush()
+        next_phase()
         out, err = proc.communicate(timeout=60)
     finally:
         proc.kill()

@@ -195,7 +195,7 @@ def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend
     """
     run = run_python(code, env=env_for(local_backend, AGENTOPS_WAIT_FOR_AUTH=wait))
     assert run.returncode == 0, run.stderr
-    _, seconds, state = next(l for l in run.stdout.splitlines() if l.startswith("INIT")).split()
+    _, seconds, state = next(line for line in run.stdout.splitlines() if line.startswith("INIT")).split()
     if wait == "true":
         assert state == "authenticated" and float(seconds) >= 1.0
     else:

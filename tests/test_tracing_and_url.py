@@ -123,7 +123,7 @@ def test_trace_context_manager_ends_with_error_status_on_exception(local_backend
     run = run_python(code, env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(3, timeout=5)
-    _, active, trace_id = next(l for l in run.stdout.splitlines() if l.startswith("ACTIVE")).split()
+    _, active, trace_id = next(line for line in run.stdout.splitlines() if line.startswith("ACTIVE")).split()
     assert active == "0"
     spans = {s["name"]: s for s in local_backend.spans}
     assert spans["work"]["status_code"] == 2 and spans["fine"]["status_code"] == 1
@@ -140,5 +140,5 @@ def test_exactly_one_url_line_per_session_trace(local_backend):
         agentops.end_trace(agentops.start_trace(name))
     """
     run = run_python(code, env=env_for(local_backend))
-    lines = [l for l in run.stderr.splitlines() if "Session Replay" in l]
-    assert len(lines) == 3 and len({l.split("trace_id=")[1] for l in lines}) == 3
+    lines = [line for line in run.stderr.splitlines() if "Session Replay" in line]
+    assert len(lines) == 3 and len({line.split("trace_id=")[1] for line in lines}) == 3

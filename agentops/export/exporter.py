@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -21,8 +21,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from agentops import vocabulary as v
 from agentops.auth import AuthTracker
 from agentops.export.loss_log import LossLog
-from agentops.export.session import (Attempt, ExitBudget, ExitBudgetExhausted, ExportSession,
-                                     current_attempt, set_current_attempt)
+from agentops.export.session import (
+    Attempt,
+    ExitBudget,
+    ExitBudgetExhausted,
+    ExportSession,
+    current_attempt,
+    set_current_attempt,
+)
 from agentops.export.stats import ExportStats
 from agentops.http import endpoint_label, exception_cause
 

@@ -8,7 +8,6 @@ import threading
 import time
 from collections import Counter
 
-
 logger = logging.getLogger("agentops")
 
 SUMMARY_INTERVAL = 60.0
