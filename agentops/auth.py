@@ -24,7 +24,8 @@ logger = logging.getLogger("agentops")
 
 REQUEST_TIMEOUT = 10.0
 REFRESH_MARGIN = 60.0
-"""Seconds before ``exp`` at which a held token is replaced."""
+"""Seconds before ``exp`` at which a held token is replaced (half its lifetime for tokens
+that live less than two minutes, so a short-lived token is not replaced on every use)."""
 RETRY_CAP = 30.0
 REFRESH_COOLDOWN = 5.0
 """After a failed refresh, callers with the same stale token reuse the outcome this long."""
@@ -74,6 +75,7 @@ class AuthTracker:
         self._warned: set[str] = set()
         self._token: str | None = None
         self._expires_at: float | None = None
+        self._refresh_at: float | None = None
         self._failed_refresh: tuple[str, float] | None = None
         self.project_id: str | None = None
         self.state = v.DISABLED if not api_key else v.PENDING
@@ -134,6 +136,9 @@ class AuthTracker:
                 recovered = self.state == v.FAILED
                 self._token = outcome.token
                 self._expires_at = outcome.expires_at
+                if outcome.expires_at is not None:
+                    lifetime = max(0.0, outcome.expires_at - time.time())
+                    self._refresh_at = outcome.expires_at - min(REFRESH_MARGIN, lifetime / 2)
                 self.project_id = outcome.project_id or self.project_id
                 self._set_state(v.AUTHENTICATED, None)
                 self.authenticated_at = time.time()
@@ -205,9 +210,9 @@ class AuthTracker:
         return self._token is not None
 
     def current_token(self) -> str | None:
-        """The token to send now, refreshed first when it is within a minute of ``exp``."""
-        token, expires_at = self._token, self._expires_at
-        if token is not None and expires_at is not None and expires_at - time.time() < REFRESH_MARGIN:
+        """The token to send now, refreshed first when it is close to ``exp``."""
+        token, refresh_at = self._token, self._refresh_at
+        if token is not None and refresh_at is not None and time.time() >= refresh_at:
             return self.refresh(token)
         return token
 
