@@ -146,3 +146,26 @@ def test_counts_stay_exact_when_many_threads_export_at_once():
     snap = stats.snapshot()
     assert snap["total_attempts"] == snap["successful_exports"] + snap["failed_exports"] == 320
     assert snap["spans_exported"] == 960 and snap["http_requests"] == 320
+
+
+@responses.activate
+def test_429_with_retry_after_is_waited_out_once_then_sent_again():
+    token_endpoint()
+    responses.post(OTLP, status=429, headers={"Retry-After": "0.3"}, json={"error": "slow down"})
+    responses.post(OTLP, body=b"")
+    exporter, stats = make_exporter(timeout=0.25 + 1)
+    started = time.monotonic()
+    assert exporter.export(make_spans(2)) is SpanExportResult.SUCCESS
+    assert time.monotonic() - started >= 0.3
+    assert stats.snapshot()["spans_exported"] == 2
+
+
+@responses.activate
+def test_retry_after_longer_than_the_export_timeout_is_not_waited():
+    token_endpoint()
+    responses.post(OTLP, status=429, headers={"Retry-After": "30"}, json={"error": "slow down"})
+    exporter, stats = make_exporter(timeout=0.5)
+    started = time.monotonic()
+    assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE
+    assert time.monotonic() - started < 5
+    assert stats.snapshot()["failures_by_cause"] == {"rate_limited": 2}

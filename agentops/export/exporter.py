@@ -10,6 +10,7 @@ is counted under its cause and reported once per cause by the LossLog.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -70,6 +71,8 @@ class InstrumentedSpanExporter(SpanExporter):
         self.session = ExportSession(tracker, stats, budget)
         self._delegate = OTLPSpanExporter(endpoint=endpoint, timeout=timeout,
                                           compression=compression, session=self.session)
+        self._timeout = timeout
+        self._stopping = threading.Event()
         self._shut_down = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -91,6 +94,13 @@ class InstrumentedSpanExporter(SpanExporter):
         """Send with a token; None on success, else (cause, detail)."""
         if self._tracker.wait_for_token(self._hold_deadline()) is None:
             return v.NOT_AUTHENTICATED, self._no_token_detail()
+        attempt = self._send(spans)
+        if attempt is not None and self._honour_retry_after(attempt):
+            attempt = self._send(spans)
+        return None if attempt is None else self._cause(attempt)
+
+    def _send(self, spans: Sequence[ReadableSpan]) -> Attempt | None:
+        """One delegated export; None on success, else what its HTTP requests met."""
         attempt = Attempt()
         set_current_attempt(attempt)
         try:
@@ -100,7 +110,18 @@ class InstrumentedSpanExporter(SpanExporter):
             result = SpanExportResult.FAILURE
         finally:
             set_current_attempt(None)
-        return None if result is SpanExportResult.SUCCESS else self._cause(attempt)
+        return None if result is SpanExportResult.SUCCESS else attempt
+
+    def _honour_retry_after(self, attempt: Attempt) -> bool:
+        """After a 429, wait what the receiver asked, once, if that fits in the export
+        timeout and the exit budget (OpenTelemetry 1.36 does not retry 429 itself)."""
+        delay = attempt.retry_after
+        if attempt.status != 429 or delay is None or delay > self._timeout:
+            return False
+        exit_left = self._budget.remaining()
+        if exit_left is not None and delay >= exit_left:
+            return False
+        return not self._stopping.wait(delay)
 
     def _hold_deadline(self) -> float:
         exit_left = self._budget.remaining()
@@ -134,6 +155,7 @@ class InstrumentedSpanExporter(SpanExporter):
         """Also interrupts the retry waits of an export in progress."""
         if not self._shut_down:
             self._shut_down = True
+            self._stopping.set()
             self._delegate.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 import requests
 
@@ -50,6 +51,8 @@ class Attempt:
     error: BaseException | None = None
     error_body: str | None = None
     refreshed: bool = False
+    retry_after: float | None = None
+    """Seconds the receiver asked to wait (429 Retry-After)."""
 
 
 _current = threading.local()
@@ -61,6 +64,20 @@ def current_attempt() -> Attempt | None:
 
 def set_current_attempt(attempt: Attempt | None) -> None:
     _current.attempt = attempt
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: delay-seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
 
 
 class ExportSession(requests.Session):
@@ -105,6 +122,8 @@ class ExportSession(requests.Session):
             raise
         self._stats.http_response(response.status_code, time.monotonic() - started)
         attempt.status, attempt.error = response.status_code, None
+        if response.status_code == 429:
+            attempt.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code >= 400:
             # OpenTelemetry does not stream, so the body is already in memory.
             text = response.content[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
