@@ -1,0 +1,193 @@
+"""The ``agentops`` command. ``agentops doctor`` answers, in one run, whether this setup can
+deliver session data: the connectivity test, the effective configuration with where
+each value came from, versions and proxy settings.
+
+``doctor_report()`` collects the facts into a plain dict; ``render_doctor_report()`` and
+``--json`` only present them. The output is safe to paste into a support ticket: the API
+key appears masked, the token never, proxy credentials as ``***``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from agentops import terminal
+from agentops.auth import iso
+from agentops.config import SETTINGS
+from agentops.helpers.debug_session import (
+    mask_url_credentials,
+    print_connectivity_test_results,
+    test_session_connectivity,
+    write_text,
+)
+
+DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
+                 "requests", "urllib3", "PyJWT", "protobuf")
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+DEFAULT_TIMEOUT = 15.0
+
+EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def versions() -> dict[str, str | None]:
+    from agentops import __version__
+
+    found: dict[str, str | None] = {
+        "agentops": __version__,
+        "python": f"{platform.python_version()} ({platform.python_implementation()})",
+        "platform": platform.platform(terse=True),
+    }
+    for name in DISTRIBUTIONS:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def proxy_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """Proxy variables in any case, credentials masked (requests reads both cases)."""
+    return {name: mask_url_credentials(value) for name, value in sorted(environ.items())
+            if name.upper() in PROXY_VARIABLES and value.strip()}
+
+
+def configuration(connectivity: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every setting: the effective value (key masked), its source and its default, as the
+    connectivity test resolved them."""
+    public = connectivity.get("config") or {}
+    sources = connectivity.get("sources") or {}
+    problems = connectivity.get("config_errors") or {}
+    rows = []
+    for setting in SETTINGS:
+        default = setting.default
+        if setting.name == "log_level":
+            default = "INFO"
+        row: dict[str, Any] = {"name": setting.name, "value": public.get(setting.name),
+                               "source": sources.get(setting.name, "default"),
+                               "env": setting.env, "default": default}
+        if setting.name in problems:
+            row["error"] = problems[setting.name]
+        rows.append(row)
+    return rows
+
+
+def doctor_report(api_key: str | None = None, endpoint: str | None = None,
+                  exporter_endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                  environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The doctor's facts as a JSON-serialisable dict; never raises for a bad setting.
+
+    Settings come from the arguments and the process environment; ``environ`` only
+    supplies the proxy and certificate variables shown."""
+    environ = os.environ if environ is None else environ
+    connectivity = test_session_connectivity(api_key=api_key, timeout=timeout, endpoint=endpoint,
+                                             exporter_endpoint=exporter_endpoint)
+    return {
+        "passed": bool(connectivity.get("test_passed")),
+        "generated_at": iso(time.time()),
+        "versions": versions(),
+        "configuration": configuration(connectivity),
+        "proxies": proxy_settings(environ),
+        "ca_bundles": {name: environ[name] for name in CA_VARIABLES if environ.get(name)},
+        "opentelemetry_variables": sorted(name for name in environ if name.startswith("OTEL_")),
+        "connectivity": connectivity,
+        "issues": list(connectivity.get("issues", [])),
+        "recommendations": list(connectivity.get("recommendations", [])),
+    }
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(not set)"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+def render_doctor_report(report: Mapping[str, Any], stream: TextIO) -> None:
+    dot = " \u00b7 " if terminal.can_encode(stream, "\u00b7") else " | "
+    found = report.get("versions", {})
+    lines = ["AgentOps doctor", "", "Versions:"]
+    lines.append("  " + dot.join(f"{name} {found[name]}" for name in ("agentops", "python")
+                                 if found.get(name)) + f"{dot}{found.get('platform')}")
+    lines.append("  " + dot.join(f"{name} {found.get(name) or 'not installed'}"
+                                 for name in DISTRIBUTIONS))
+    lines += ["", "Configuration (value, where it came from):"]
+    for row in report.get("configuration", []):
+        line = f"  {row['name']:<24} {_shown(row['value']):<40} {row['source']}"
+        if row.get("error"):
+            line += f"  (refused: {row['error']})"
+        lines.append(line.rstrip())
+    proxies = report.get("proxies") or {}
+    lines += ["", "Proxy settings:"]
+    lines += [f"  {name}={value}" for name, value in proxies.items()] or ["  none"]
+    bundles = report.get("ca_bundles") or {}
+    if bundles:
+        lines += ["", "Certificate settings:"] + [f"  {name}={value}" for name, value in bundles.items()]
+    if report.get("opentelemetry_variables"):
+        lines += ["", "OpenTelemetry variables set (values not shown): "
+                  + ", ".join(report["opentelemetry_variables"])]
+    lines.append("")
+    write_text(stream, "\n".join(lines) + "\n")
+    print_connectivity_test_results(report.get("connectivity", {}), stream)
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
+
+
+def _parser() -> argparse.ArgumentParser:
+    from agentops import __version__
+
+    parser = argparse.ArgumentParser(prog="agentops", description="AgentOps SDK tools.")
+    parser.add_argument("--version", action="version", version=f"agentops {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    doctor = commands.add_parser(
+        "doctor", help="check that this setup can deliver session data to AgentOps",
+        description="Run the connectivity test and show the effective configuration, versions "
+                    "and proxy settings. Safe to paste into a support ticket: the API key is "
+                    "masked and the token never shown. Exit status: 0 passed, 1 failed, "
+                    "2 usage error.")
+    doctor.add_argument("--api-key", help="project API key (default: AGENTOPS_API_KEY)")
+    doctor.add_argument("--endpoint", help="API base URL (default: AGENTOPS_API_ENDPOINT or "
+                                           "https://api.agentops.ai)")
+    doctor.add_argument("--exporter-endpoint",
+                        help="OTLP traces URL (default: AGENTOPS_EXPORTER_ENDPOINT or "
+                             "https://otlp.agentops.ai/v1/traces)")
+    doctor.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
+                        help=f"seconds the whole test may take (default {DEFAULT_TIMEOUT:g})")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``agentops`` console script; returns the exit status."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_request:  # argparse exits 2 on bad usage, 0 for --help
+        return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
+    if args.command != "doctor":
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    report = doctor_report(api_key=args.api_key, endpoint=args.endpoint,
+                           exporter_endpoint=args.exporter_endpoint, timeout=args.timeout)
+    if args.json:
+        write_text(sys.stdout, json.dumps(report, indent=2) + "\n")
+    else:
+        render_doctor_report(report, sys.stdout)
+    return EXIT_PASSED if report["passed"] else EXIT_FAILED

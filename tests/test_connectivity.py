@@ -1,0 +1,294 @@
+"""The connectivity test against LocalBackend: each failure users meet is named at the
+right step with its cause, it finishes within its time limit against a server that never
+answers, and it leaves the running session alone."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import time
+import uuid
+
+import pytest
+
+from agentops.helpers.debug_session import (
+    print_connectivity_test_results,
+    test_session_connectivity,
+)
+from tests.conftest import SDK_ENV_PREFIXES, clean_env, run_python
+
+STEP_NAMES = ["configuration", "api_reachable", "token_exchange", "token_verified",
+              "otlp_reachable", "span_export"]
+
+
+@pytest.fixture(autouse=True)
+def _no_sdk_settings_from_the_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(SDK_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_test(backend, **overrides):
+    arguments = {"api_key": backend.api_key, "endpoint": backend.api_url,
+                 "exporter_endpoint": backend.otlp_url, "app_url": backend.app_url,
+                 "timeout": 10}
+    arguments.update(overrides)
+    return test_session_connectivity(**arguments)
+
+
+def statuses(results) -> dict[str, str]:
+    return {step["name"]: step["status"] for step in results["steps"]}
+
+
+def step(results, name):
+    return next(s for s in results["steps"] if s["name"] == name)
+
+
+def test_healthy_setup_passes_every_step_and_its_test_span_reaches_the_backend(local_backend):
+    results = run_test(local_backend)
+
+    assert results["test_passed"] is True
+    assert [s["name"] for s in results["steps"]] == STEP_NAMES
+    assert set(statuses(results).values()) == {"passed"}
+    assert results["issues"] == []
+    exported = step(results, "span_export")
+    assert exported["http_status"] == 200
+    assert results["session_url"] == (
+        f"{local_backend.app_url}/sessions?trace_id={exported['trace_id']}")
+    assert local_backend.wait_for_spans(1, timeout=5)
+    assert local_backend.spans_for_trace(exported["trace_id"])[0]["name"] == \
+        "agentops.connectivity_test"
+    reachable = step(results, "api_reachable")
+    assert [sub["name"] for sub in reachable["substeps"]] == ["dns", "tcp", "http"]
+    assert all(isinstance(s["duration_ms"], float) for s in results["steps"])
+    json.dumps(results)
+
+
+def test_invalid_key_fails_at_token_exchange_with_invalid_key_and_skips_what_needs_a_token(
+        local_backend):
+    results = run_test(local_backend, api_key=str(uuid.uuid4()))
+
+    assert results["test_passed"] is False
+    exchange = step(results, "token_exchange")
+    assert (exchange["status"], exchange["reason"], exchange["http_status"]) == \
+        ("failed", "invalid_key", 403)
+    assert statuses(results) == {
+        "configuration": "passed", "api_reachable": "passed", "token_exchange": "failed",
+        "token_verified": "skipped", "otlp_reachable": "passed", "span_export": "skipped"}
+    assert any("Authentication failed - invalid API key or network issue" in issue
+               for issue in results["issues"])
+    assert results["session_url"] is None
+    assert local_backend.spans == []
+
+
+def test_malformed_key_fails_at_configuration_saying_what_to_change_without_showing_it(
+        local_backend):
+    results = run_test(local_backend, api_key="my-secret-api-key-not-a-uuid")
+
+    configuration = step(results, "configuration")
+    assert configuration["status"] == "failed"
+    assert "UUID" in configuration["detail"]
+    assert "dashboard" in " ".join(results["recommendations"])
+    assert step(results, "token_exchange")["status"] == "skipped"
+    assert "my-secret-api-key-not-a-uuid" not in json.dumps(results)
+    assert local_backend.auth_requests == []
+
+
+def test_missing_key_fails_at_configuration_but_still_checks_both_endpoints(local_backend):
+    results = run_test(local_backend, api_key=None)
+
+    assert step(results, "configuration")["status"] == "failed"
+    assert "AGENTOPS_API_KEY" in step(results, "configuration")["detail"]
+    assert step(results, "api_reachable")["status"] == "passed"
+    assert step(results, "otlp_reachable")["status"] == "passed"
+    assert step(results, "token_exchange")["status"] == "skipped"
+
+
+def test_api_down_fails_at_api_reachable_with_connection_error_and_skips_the_auth_steps(
+        local_backend):
+    results = run_test(local_backend, endpoint=f"http://127.0.0.1:{closed_port()}")
+
+    reachable = step(results, "api_reachable")
+    assert (reachable["status"], reachable["reason"]) == ("failed", "connection_error")
+    assert reachable["substeps"][-1]["name"] == "tcp"
+    for name in ("token_exchange", "token_verified", "span_export"):
+        assert step(results, name)["status"] == "skipped"
+        assert step(results, name)["detail"].startswith("not run:")
+    assert results["test_passed"] is False
+
+
+def test_receiver_down_fails_at_the_otlp_step(local_backend):
+    results = run_test(local_backend,
+                       exporter_endpoint=f"http://127.0.0.1:{closed_port()}/v1/traces")
+
+    otlp = step(results, "otlp_reachable")
+    assert (otlp["status"], otlp["reason"]) == ("failed", "connection_error")
+    assert step(results, "token_verified")["status"] == "passed"
+    assert step(results, "span_export")["status"] == "skipped"
+    assert results["session_url"] is None
+
+
+def test_receiver_rejecting_the_token_is_reported_as_auth_rejected(local_backend):
+    local_backend.otlp_status = 401
+
+    results = run_test(local_backend)
+
+    exported = step(results, "span_export")
+    assert (exported["status"], exported["reason"], exported["http_status"]) == \
+        ("failed", "auth_rejected", 401)
+    assert results["session_url"] is None
+
+
+def test_receiver_that_never_answers_fails_with_timeout_within_the_time_limit(local_backend):
+    local_backend.otlp_hang = True
+
+    started = time.monotonic()
+    results = run_test(local_backend, timeout=3)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3 + 1.5
+    exported = step(results, "span_export")
+    assert (exported["status"], exported["reason"]) == ("failed", "timeout")
+    assert results["test_passed"] is False
+
+
+def test_token_exchange_that_never_answers_fails_with_timeout_within_the_time_limit(
+        local_backend):
+    local_backend.auth_hang = True
+
+    started = time.monotonic()
+    results = run_test(local_backend, timeout=3)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 3 + 1.5
+    exchange = step(results, "token_exchange")
+    assert (exchange["status"], exchange["reason"]) == ("failed", "timeout")
+    assert step(results, "span_export")["status"] == "skipped"
+
+
+def test_proxy_in_the_environment_is_what_gets_checked_with_its_credentials_masked(
+        local_backend, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", f"http://bob:hunter2@127.0.0.1:{closed_port()}")
+
+    results = run_test(local_backend)
+
+    reachable = step(results, "api_reachable")
+    assert (reachable["status"], reachable["reason"]) == ("failed", "connection_error")
+    assert "proxy" in reachable["detail"]
+    assert reachable["proxy"].startswith("http://***@127.0.0.1:")
+    assert "hunter2" not in json.dumps(results)
+
+
+def test_unset_arguments_come_from_the_agentops_environment_variables(local_backend,
+                                                                       monkeypatch):
+    monkeypatch.setenv("AGENTOPS_API_KEY", local_backend.api_key)
+    monkeypatch.setenv("AGENTOPS_API_ENDPOINT", local_backend.api_url)
+    monkeypatch.setenv("AGENTOPS_EXPORTER_ENDPOINT", local_backend.otlp_url)
+
+    results = test_session_connectivity(timeout=10)
+
+    assert results["test_passed"] is True
+    assert results["sources"]["api_key"] == "env:AGENTOPS_API_KEY"
+    assert results["endpoints"]["api"] == local_backend.api_url
+
+
+def test_results_show_the_key_masked_and_never_a_token(local_backend):
+    results = run_test(local_backend)
+    text = json.dumps(results)
+    printed = io.StringIO()
+    print_connectivity_test_results(results, file=printed)
+
+    for output in (text, printed.getvalue()):
+        assert local_backend.api_key not in output
+        assert "eyJ" not in output
+    assert results["config"]["api_key"] == f"{local_backend.api_key[:4]}...{local_backend.api_key[-4:]}"
+
+
+def test_report_marks_each_step_and_falls_back_to_ascii_where_symbols_cannot_be_encoded(
+        local_backend):
+    results = run_test(local_backend, api_key=str(uuid.uuid4()))
+    utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    ascii_only = io.StringIO()  # no encoding: treated as ASCII
+
+    print_connectivity_test_results(results, file=utf8)
+    print_connectivity_test_results(results, file=ascii_only)
+
+    utf8.seek(0)
+    fancy = utf8.read()
+    assert "\u2713 1. Configuration" in fancy
+    assert "\u2717 3. Token exchange" in fancy
+    assert "\u2013 4. Token verified" in fancy
+    plain = ascii_only.getvalue()
+    plain.encode("ascii")
+    assert "[OK] 1. Configuration" in plain and "[NO] 3. Token exchange" in plain
+    assert "[--] 6. Test span exported" in plain
+    assert "invalid_key (HTTP 403)" in plain
+    assert "Issues Found:" in plain and "Recommendations:" in plain
+
+
+def test_printing_never_raises_on_a_malformed_result_or_a_closed_stream():
+    closed = io.StringIO()
+    closed.close()
+
+    print_connectivity_test_results({"steps": [None, 3]}, file=io.StringIO())
+    print_connectivity_test_results({}, file=closed)
+
+
+RUNNING_CLIENT = """
+import json
+import agentops
+from opentelemetry import trace
+from agentops.helpers.debug_session import test_session_connectivity
+
+client = agentops.init(wait_for_auth=True, max_wait_time=100)
+tracer = trace.get_tracer("user")
+with tracer.start_as_current_span("before-test"):
+    pass
+client.processor.force_flush(5000)
+provider = trace.get_tracer_provider()
+stats_before = client.stats.snapshot()
+auth_before = client.tracker.snapshot().as_dict()
+
+# Called while the session trace is the current context, as users do mid-session.
+results = test_session_connectivity(timeout=10)
+
+same = {
+    "client": agentops.get_client() is client,
+    "provider": trace.get_tracer_provider() is provider,
+    "stats": client.stats.snapshot() == stats_before,
+    "auth": client.tracker.snapshot().as_dict() == auth_before,
+}
+test_trace = next(s["trace_id"] for s in results["steps"] if s["name"] == "span_export")
+with tracer.start_as_current_span("after-test"):
+    pass
+print(json.dumps({"same": same, "passed": results["test_passed"], "test_trace": test_trace,
+                  "session_trace": client.traces[0].trace_id}))
+"""
+
+
+def test_running_session_is_not_disturbed_and_still_delivers_afterwards(local_backend):
+    env = clean_env(AGENTOPS_API_KEY=local_backend.api_key,
+                    AGENTOPS_API_ENDPOINT=local_backend.api_url,
+                    AGENTOPS_EXPORTER_ENDPOINT=local_backend.otlp_url)
+
+    run = run_python(RUNNING_CLIENT, env=env, timeout=60)
+
+    assert run.returncode == 0, run.stderr
+    outcome = run.last_json()
+    assert outcome["passed"] is True
+    assert outcome["same"] == {"client": True, "provider": True, "stats": True, "auth": True}
+    assert outcome["test_trace"] != outcome["session_trace"]
+    test_spans = local_backend.spans_for_trace(outcome["test_trace"])
+    assert [s["name"] for s in test_spans] == ["agentops.connectivity_test"]
+    assert test_spans[0]["resource"]["service.name"] == "agentops-connectivity-test"
+    assert local_backend.wait_for_spans(4, timeout=5)
+    assert {"before-test", "after-test", "session"} <= set(local_backend.span_names)

@@ -1,0 +1,163 @@
+"""`agentops doctor` and examples/debug_session_connectivity.py as users run them: in a
+fresh interpreter against LocalBackend, judged by exit status and output."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import clean_env
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "debug_session_connectivity.py"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(args: list[str], timeout: float = 60, **env: str) -> Result:
+    proc = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          encoding="utf-8", timeout=timeout, env=clean_env(**env))
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def doctor(*args: str, **env: str) -> Result:
+    return run(["-m", "agentops", "doctor", *args], **env)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_no_secret(text: str, key: str) -> None:
+    assert key not in text
+    assert "eyJ" not in text  # every JWT starts so
+
+
+def test_doctor_json_shows_sources_versions_and_the_key_masked_never_in_full(local_backend):
+    result = doctor("--api-key", local_backend.api_key, "--exporter-endpoint",
+                    local_backend.otlp_url, "--json",
+                    AGENTOPS_API_ENDPOINT=local_backend.api_url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    rows = {row["name"]: row for row in report["configuration"]}
+    assert rows["api_key"]["source"] == "argument"
+    assert rows["api_key"]["value"] == f"{local_backend.api_key[:4]}...{local_backend.api_key[-4:]}"
+    assert rows["endpoint"]["source"] == "env:AGENTOPS_API_ENDPOINT"
+    assert rows["exporter_endpoint"]["source"] == "argument"
+    assert rows["app_url"]["source"] == "default"
+    assert rows["app_url"]["env"] == "AGENTOPS_APP_URL"
+    assert report["versions"]["agentops"]
+    assert report["versions"]["opentelemetry-sdk"] and report["versions"]["requests"]
+    assert report["versions"]["python"].startswith(".".join(map(str, sys.version_info[:2])))
+    assert report["passed"] is True and report["connectivity"]["test_passed"] is True
+    assert_no_secret(result.stdout + result.stderr, local_backend.api_key)
+
+
+def test_doctor_reads_the_key_from_the_environment_and_says_so(local_backend):
+    result = doctor("--json", AGENTOPS_API_KEY=local_backend.api_key,
+                    AGENTOPS_API_ENDPOINT=local_backend.api_url,
+                    AGENTOPS_EXPORTER_ENDPOINT=local_backend.otlp_url)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)["configuration"]}
+    assert rows["api_key"]["source"] == "env:AGENTOPS_API_KEY"
+    assert_no_secret(result.stdout + result.stderr, local_backend.api_key)
+
+
+def test_doctor_text_report_is_safe_to_paste_and_masks_proxy_credentials(local_backend):
+    result = doctor("--api-key", local_backend.api_key, "--endpoint", local_backend.api_url,
+                    "--exporter-endpoint", local_backend.otlp_url,
+                    HTTPS_PROXY="http://alice:s3cr3t@proxy.invalid:3128")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "HTTPS_PROXY=http://***@proxy.invalid:3128" in result.stdout
+    assert "s3cr3t" not in result.stdout
+    assert "Configuration (value, where it came from):" in result.stdout
+    assert "AgentOps Connectivity Test" in result.stdout and "Result: PASSED" in result.stdout
+    assert_no_secret(result.stdout + result.stderr, local_backend.api_key)
+
+
+def test_doctor_exits_1_when_data_cannot_be_delivered(local_backend):
+    bad_key = str(uuid.uuid4())
+    result = doctor("--api-key", bad_key, "--endpoint", local_backend.api_url,
+                    "--exporter-endpoint", local_backend.otlp_url, "--json")
+
+    assert result.returncode == 1
+    connectivity = json.loads(result.stdout)["connectivity"]
+    failed = [s for s in connectivity["steps"] if s["status"] == "failed"]
+    assert [(s["name"], s["reason"]) for s in failed] == [("token_exchange", "invalid_key")]
+    assert_no_secret(result.stdout + result.stderr, bad_key)
+
+
+def test_doctor_with_a_receiver_that_never_answers_finishes_within_its_timeout(local_backend):
+    local_backend.otlp_hang = True
+
+    started = time.monotonic()
+    result = doctor("--api-key", local_backend.api_key, "--endpoint", local_backend.api_url,
+                    "--exporter-endpoint", local_backend.otlp_url, "--timeout", "2")
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 1
+    assert "timeout" in result.stdout
+    assert elapsed < 2 + 5  # the test's own limit, plus interpreter start-up
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--timeout", "-1"], ["--timeout", "soon"]])
+def test_doctor_usage_errors_exit_2(args):
+    assert doctor(*args).returncode == 2
+
+
+def test_agentops_without_a_command_prints_usage_and_exits_2():
+    result = run(["-m", "agentops"])
+
+    assert result.returncode == 2
+    assert "doctor" in result.stderr
+
+
+def test_example_local_walkthrough_shows_all_three_scenarios_as_expected():
+    result = run([str(EXAMPLE), "--local"], timeout=120)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    for title in ("a healthy session", "an invalid API key", "the OTLP receiver is down"):
+        assert title in result.stdout
+    assert result.stdout.count("AgentOps Connectivity Test") == 3
+    assert result.stdout.count("AgentOps Session Diagnostic Report") == 3
+    assert result.stdout.count(": as expected:") == 3
+    assert "eyJ" not in result.stdout
+
+
+def test_example_with_a_key_and_endpoints_tests_that_setup(local_backend):
+    result = run([str(EXAMPLE), local_backend.api_key, "--endpoint", local_backend.api_url,
+                  "--exporter-endpoint", local_backend.otlp_url, "--json"])
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["test_passed"] is True
+    assert local_backend.wait_for_spans(1, timeout=5)
+
+
+def test_example_with_an_invalid_key_exits_1(local_backend):
+    result = run([str(EXAMPLE), str(uuid.uuid4()), "--endpoint", local_backend.api_url,
+                  "--exporter-endpoint", f"http://127.0.0.1:{closed_port()}/v1/traces"])
+
+    assert result.returncode == 1
+    assert "invalid_key (HTTP 403)" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--local", "--endpoint", "http://127.0.0.1:1"]])
+def test_example_usage_errors_exit_2(args):
+    assert run([str(EXAMPLE), *args]).returncode == 2
