@@ -8,7 +8,7 @@ The public API: ``init``, ``start_trace``, ``end_trace``, ``get_client``,
 from __future__ import annotations
 
 import logging
-from typing import IO, Any
+from typing import Any, TextIO
 
 from agentops.client import Client, current, replace_current
 from agentops.config import Config, ConfigError
@@ -116,7 +116,7 @@ def diagnose_session() -> dict[str, Any]:
                 [f"Diagnosis failed: {type(error).__name__}: {error}"], "recommendations": []}
 
 
-def print_session_status(file: IO[str] | None = None) -> None:
+def print_session_status(file: TextIO | None = None) -> None:
     """Print the diagnostic report to ``file`` (default stdout). Never raises."""
     from agentops.report import print_report
 

@@ -13,7 +13,7 @@ from typing import Any
 import requests
 
 from agentops import vocabulary as v
-from agentops.http import BodyTooLarge, exception_cause, read_capped
+from agentops.http import BodyTooLarge, exception_cause, read_capped, redact
 
 MAX_BODY_BYTES = 64 * 1024
 USER_AGENT = "agentops-python"
@@ -47,14 +47,19 @@ def token_claims(token: str) -> dict[str, Any]:
     return claims
 
 
-def _error_text(body: bytes) -> str:
+def error_text(body: bytes, api_key: str | None = None) -> str:
+    """The server's own words on one line, without secrets it may echo: its JSON
+    ``error``, or the start of the body."""
     try:
         message = json.loads(body).get("error")
         if isinstance(message, str):
-            return message[:200]
+            return redact(" ".join(message.split()), api_key)[:200]  # type: ignore[index]
     except (ValueError, AttributeError):
         pass
-    return body[:120].decode("utf-8", "replace").strip() or "empty body"
+    text = " ".join(body[:400].decode("utf-8", "replace").split())
+    if text[:15].lower().startswith(("<!doctype html", "<html")):
+        return "an HTML page, not the AgentOps API (check the endpoint and any proxy)"
+    return redact(text, api_key)[:120] or "empty body"  # type: ignore[index]
 
 
 class AgentOpsAPI:
@@ -81,21 +86,22 @@ class AgentOpsAPI:
         except Exception as error:  # requests raises many types; each maps to a reason
             reason, detail = exception_cause(error, self.token_url)
             return TokenOutcome(reason, None, detail)
-        return self._token_outcome(response, body)
+        return self._token_outcome(response, body, api_key)
 
-    def _token_outcome(self, response: requests.Response, body: bytes) -> TokenOutcome:
+    def _token_outcome(self, response: requests.Response, body: bytes,
+                       api_key: str) -> TokenOutcome:
         status = response.status_code
         if status == 400:
-            return TokenOutcome(v.INVALID_KEY_FORMAT, status, _error_text(body))
+            return TokenOutcome(v.INVALID_KEY_FORMAT, status, error_text(body, api_key))
         if status in (401, 403):
-            return TokenOutcome(v.INVALID_KEY, status, _error_text(body))
+            return TokenOutcome(v.INVALID_KEY, status, error_text(body, api_key))
         if status >= 500:
-            return TokenOutcome(v.SERVER_ERROR, status, _error_text(body))
+            return TokenOutcome(v.SERVER_ERROR, status, error_text(body, api_key))
         if 300 <= status < 400:
             where = response.headers.get("Location", "nowhere")
             return TokenOutcome(v.UNEXPECTED_STATUS, status, f"redirected to {where[:120]}")
         if status != 200:
-            return TokenOutcome(v.UNEXPECTED_STATUS, status, _error_text(body))
+            return TokenOutcome(v.UNEXPECTED_STATUS, status, error_text(body, api_key))
         try:
             data = json.loads(body)
             token = data["token"]
@@ -139,7 +145,7 @@ class AgentOpsAPI:
             return TokenOutcome(None, status, "token accepted", payload=payload,
                                 project_id=payload.get("project_id"))
         if status in (401, 403):
-            return TokenOutcome(v.INVALID_KEY, status, _error_text(body))
+            return TokenOutcome(v.INVALID_KEY, status, error_text(body))
         if status >= 500:
-            return TokenOutcome(v.SERVER_ERROR, status, _error_text(body))
-        return TokenOutcome(v.UNEXPECTED_STATUS, status, _error_text(body))
+            return TokenOutcome(v.SERVER_ERROR, status, error_text(body))
+        return TokenOutcome(v.UNEXPECTED_STATUS, status, error_text(body))

@@ -56,6 +56,7 @@ class AuthSnapshot:
     has_token: bool
     retrying: bool
     endpoint: str | None
+    request_timeout: float = REQUEST_TIMEOUT
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,12 +64,12 @@ class AuthSnapshot:
 
 class AuthTracker:
     def __init__(self, api: AgentOpsAPI | None, api_key: str | None, *,
-                 auth_timeout: float = 5.0, request_timeout: float = REQUEST_TIMEOUT,
+                 auth_timeout: float = 5.0, request_timeout: float | None = None,
                  key_error: str | None = None) -> None:
         self._api = api
         self._api_key = api_key
         self.auth_timeout = auth_timeout
-        self._request_timeout = request_timeout
+        self.request_timeout = REQUEST_TIMEOUT if request_timeout is None else request_timeout
         self._cond = threading.Condition()
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
@@ -118,7 +119,7 @@ class AuthTracker:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            outcome = self._api.fetch_token(self._api_key, self._request_timeout)  # type: ignore[union-attr, arg-type]
+            outcome = self._api.fetch_token(self._api_key, self.request_timeout)  # type: ignore[union-attr, arg-type]
             transient = self._apply(outcome)
             if not transient:
                 return
@@ -226,7 +227,7 @@ class AuthTracker:
                 return self._token
             if self._api is None or not self._api_key:
                 return self._token
-            outcome = self._api.fetch_token(self._api_key, self._request_timeout)
+            outcome = self._api.fetch_token(self._api_key, self.request_timeout)
             self._apply(outcome)
             if not outcome.ok:
                 self._failed_refresh = (stale, time.monotonic())
@@ -240,4 +241,5 @@ class AuthTracker:
                 authenticated_at=iso(self.authenticated_at),
                 token_expires_at=iso(self._expires_at), project_id=self.project_id,
                 has_token=self._token is not None, retrying=self.retrying,
-                endpoint=self._api.token_url if self._api else None)
+                endpoint=self._api.token_url if self._api else None,
+                request_timeout=self.request_timeout)

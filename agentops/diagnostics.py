@@ -20,10 +20,10 @@ from datetime import datetime
 from typing import Any
 
 from agentops import vocabulary as v
-from agentops.auth import REQUEST_TIMEOUT, AuthSnapshot
+from agentops.auth import AuthSnapshot
 from agentops.client import Client
 from agentops.config import Config
-from agentops.http import endpoint_label
+from agentops.http import endpoint_label, redact
 
 logger = logging.getLogger("agentops")
 
@@ -41,7 +41,6 @@ DASHBOARD_KEY_HINT = ("copy it again from your project's settings in the AgentOp
 
 # A JWT starts with the base64 of '{"': any such run is treated as (part of) a token,
 # since server messages may cut one short.
-_JWT = re.compile(r"eyJ[\w-]*(?:\.[\w-]*){0,2}")
 _HTTP_STATUS = re.compile(r"HTTP (\d{3})")
 
 _AUTH_FIELDS = tuple(f.name for f in fields(AuthSnapshot))
@@ -214,7 +213,7 @@ def _auth_connection_error(facts: Facts) -> Finding:
 def _auth_timeout(facts: Facts) -> Finding:
     where = _api(facts)
     return (f"The AgentOps API at {where} did not answer the token request within "
-            f"{_seconds(REQUEST_TIMEOUT)} (timeout: {facts.auth.detail}; {_auth_tail(facts)})",
+            f"{_seconds(facts.auth.request_timeout)} (timeout: {facts.auth.detail}; {_auth_tail(facts)})",
             f"The endpoint is slow or unreachable: check the network path to {where} "
             f"(firewall, VPN){_proxy_hint(facts, where)}")
 
@@ -484,26 +483,15 @@ def status_line(facts: Facts) -> str:
 
 # -- collecting ----------------------------------------------------------------------------
 
-def _scrub(text: str | None, api_key: str | None) -> str | None:
-    """Keep secrets out of free text that came from servers or exceptions."""
-    if not text:
-        return text
-    if api_key and api_key in text:
-        text = text.replace(api_key, "<api key>")
-    if "eyJ" in text:
-        text = _JWT.sub("<token>", text)
-    return text
-
-
 def collect(client: Client, environ: Mapping[str, str] | None = None,
             now: float | None = None) -> Facts:
     key = client.config.api_key
     auth = client.tracker.snapshot()
-    scrubbed = _scrub(auth.detail, key)
+    scrubbed = redact(auth.detail, key)
     if scrubbed is not auth.detail:
         auth = replace(auth, detail=scrubbed)
     stats = client.stats.snapshot()
-    stats["last_error"] = _scrub(stats["last_error"], key)
+    stats["last_error"] = redact(stats["last_error"], key)
     return Facts(auth=auth, stats=stats, config=client.config,
                  environ=os.environ if environ is None else environ,
                  now=time.time() if now is None else now)

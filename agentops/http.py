@@ -12,6 +12,19 @@ import requests
 from agentops import vocabulary as v
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_JWT = re.compile(r"eyJ[\w-]*(?:\.[\w-]*){0,2}")
+
+
+def redact(text: str | None, api_key: str | None = None) -> str | None:
+    """Free text from servers and exceptions without secrets: a server may echo the key or
+    a token back."""
+    if not text:
+        return text
+    if api_key and api_key in text:
+        text = text.replace(api_key, "<api key>")
+    if "eyJ" in text:
+        text = _JWT.sub("<token>", text)
+    return text
 
 
 def endpoint_label(url: str) -> str:

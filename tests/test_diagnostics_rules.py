@@ -458,11 +458,8 @@ def test_a_key_refused_by_fail_safe_still_counts_as_present(local_backend):
     assert "not-a-uuid" not in json.dumps(diagnosis)
 
 
-# -- gaps in the core found while testing the diagnosis (xfail until fixed) -----------------
+# -- secrets echoed by servers, and failures without an HTTP request ------------------------
 
-@pytest.mark.xfail(strict=True, reason="agentops/auth.py AuthTracker._warn_failure logs "
-                   "TokenOutcome.detail, which api._error_text copies from the response body "
-                   "without removing the API key or a token the server echoed")
 def test_auth_failure_warning_never_logs_a_key_or_token_echoed_by_the_server(local_backend,
                                                                              caplog):
     token = local_backend.issue_token(local_backend.api_key)
@@ -479,10 +476,6 @@ def test_auth_failure_warning_never_logs_a_key_or_token_echoed_by_the_server(loc
     assert "eyJ" not in logged
 
 
-@pytest.mark.xfail(strict=True, reason="agentops/export/exporter.py: when OTLPSpanExporter "
-                   "fails before any HTTP request (encoding error, max_request_size), the "
-                   "reason goes only to OpenTelemetry's log, which _InsideOurExport filters "
-                   "out; the detail recorded is 'failed without an HTTP request'")
 def test_internal_error_says_why_the_exporter_failed_without_a_request(local_backend):
     client = init_against(local_backend, wait_for_auth=True)
     trace.get_tracer("diagnostics-tests").start_span(12345).end()

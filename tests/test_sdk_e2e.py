@@ -139,7 +139,8 @@ def test_without_api_key_nothing_is_sent_and_the_url_says_local_only(local_backe
 
 def test_invalid_key_sends_nothing_exits_fast_and_shows_a_red_url(local_backend):
     unknown = "00000000-0000-4000-8000-000000000000"
-    run = run_timed(program(), env=env_for(local_backend, api_key=unknown))
+    run = run_timed(program(), env=env_for(local_backend, api_key=unknown,
+                                           AGENTOPS_WAIT_FOR_AUTH="true"))
     assert run.returncode == 0, run.stderr
     assert local_backend.otlp_requests == []
     assert exit_seconds(run) < 1.0

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+import requests
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
@@ -31,7 +32,7 @@ from agentops.export.session import (
     set_current_attempt,
 )
 from agentops.export.stats import ExportStats
-from agentops.http import endpoint_label, exception_cause
+from agentops.http import endpoint_label, exception_cause, redact
 
 # OpenTelemetry's exporter logs each failed batch; while it works for us those records are
 # replaced by our accounting and the LossLog's once-per-cause lines.
@@ -40,8 +41,16 @@ _OTEL_EXPORT_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
 
 
 class _InsideOurExport(logging.Filter):
+    """Drops the exporter's records during our exports, keeping the last message as
+    evidence for a failure that had no HTTP answer."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return current_attempt() is None
+        attempt = current_attempt()
+        if attempt is None:
+            return True
+        if record.levelno >= logging.WARNING:
+            attempt.exporter_message = redact(str(record.getMessage())[:300])
+        return False
 
 
 _FILTER = _InsideOurExport()
@@ -105,8 +114,12 @@ class InstrumentedSpanExporter(SpanExporter):
         set_current_attempt(attempt)
         try:
             result = self._delegate.export(spans)
-        except Exception as error:  # 1.36 lets a second connection error escape
-            attempt.error = attempt.error or error
+        except Exception as error:  # 1.36 lets encoding and second connection errors escape
+            if isinstance(error, requests.exceptions.RequestException):
+                attempt.error = attempt.error or error
+            else:
+                attempt.exporter_message = redact(
+                    f"failed to encode the batch: {type(error).__name__}: {error}"[:300])
             result = SpanExportResult.FAILURE
         finally:
             set_current_attempt(None)
@@ -149,7 +162,10 @@ class InstrumentedSpanExporter(SpanExporter):
             return status_cause(attempt.status), detail
         if attempt.error is not None:
             return exception_cause(attempt.error, self.endpoint)
-        return v.INTERNAL_ERROR, "the OTLP exporter failed without an HTTP request"
+        why = attempt.exporter_message or "no reason given"
+        if "max_request_size" in why:
+            return v.CLIENT_ERROR, f"batch not sent: {why}"
+        return v.INTERNAL_ERROR, f"the OTLP exporter failed before sending: {why}"
 
     def shutdown(self) -> None:
         """Also interrupts the retry waits of an export in progress."""

@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 
 import requests
 
+from agentops.api import error_text
 from agentops.auth import AuthTracker
 from agentops.export.stats import ExportStats
 
@@ -53,6 +54,8 @@ class Attempt:
     refreshed: bool = False
     retry_after: float | None = None
     """Seconds the receiver asked to wait (429 Retry-After)."""
+    exporter_message: str | None = None
+    """What OpenTelemetry's exporter logged while failing, e.g. before any request."""
 
 
 _current = threading.local()
@@ -87,7 +90,7 @@ class ExportSession(requests.Session):
         self._stats = stats
         self._budget = budget
 
-    def send(self, request: requests.PreparedRequest, **kwargs):  # type: ignore[override]
+    def send(self, request: requests.PreparedRequest, **kwargs):
         attempt = current_attempt() or Attempt()
         token = self._tracker.current_token()
         if token is not None:
@@ -126,6 +129,5 @@ class ExportSession(requests.Session):
             attempt.retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if response.status_code >= 400:
             # OpenTelemetry does not stream, so the body is already in memory.
-            text = response.content[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
-            attempt.error_body = text[:200] or None
+            attempt.error_body = error_text(response.content[:MAX_ERROR_BODY])
         return response
