@@ -54,7 +54,7 @@ def error_text(body: bytes, api_key: str | None = None) -> str:
         message = json.loads(body).get("error")
         if isinstance(message, str):
             return redact(" ".join(message.split()), api_key)[:200]  # type: ignore[index]
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         pass
     text = " ".join(body[:400].decode("utf-8", "replace").split())
     if text[:15].lower().startswith(("<!doctype html", "<html")):
@@ -74,19 +74,33 @@ class AgentOpsAPI:
     def token_url(self) -> str:
         return f"{self.base_url}/v3/auth/token"
 
-    def fetch_token(self, api_key: str, timeout: float) -> TokenOutcome:
-        """POST /v3/auth/token; never raises, never follows redirects, reads at most 64 KiB."""
+    def _exchange(self, method: str, timeout: float, **kwargs: Any) -> tuple[requests.Response, bytes] | TokenOutcome:
+        """One request to the token endpoint: the response and at most 64 KiB of its body,
+        read within ``timeout``; or the outcome that names why there is none."""
         deadline = time.monotonic() + timeout
+        response = None
         try:
-            response = self.session.post(self.token_url, json={"api_key": api_key},
-                                         timeout=timeout, allow_redirects=False, stream=True)
-            body = read_capped(response, MAX_BODY_BYTES, deadline)
+            response = self.session.request(method, self.token_url, timeout=timeout,
+                                            allow_redirects=False, stream=True, **kwargs)
+            return response, read_capped(response, MAX_BODY_BYTES, deadline)
         except BodyTooLarge as error:
-            return TokenOutcome(v.BAD_RESPONSE, response.status_code, str(error))
+            return TokenOutcome(v.BAD_RESPONSE, response.status_code if response is not None else None,
+                                str(error))
         except Exception as error:  # requests raises many types; each maps to a reason
             reason, detail = exception_cause(error, self.token_url)
-            return TokenOutcome(reason, None, detail)
-        return self._token_outcome(response, body, api_key)
+            return TokenOutcome(reason, response.status_code if response is not None else None, detail)
+
+    def fetch_token(self, api_key: str, timeout: float) -> TokenOutcome:
+        """POST /v3/auth/token; never raises, never follows redirects, reads at most 64 KiB."""
+        exchanged = self._exchange("POST", timeout, json={"api_key": api_key})
+        if isinstance(exchanged, TokenOutcome):
+            return exchanged
+        response, body = exchanged
+        try:
+            return self._token_outcome(response, body, api_key)
+        except Exception as error:  # a body no rule foresaw is still only a bad response
+            return TokenOutcome(v.BAD_RESPONSE, response.status_code,
+                                f"unusable response body ({type(error).__name__})")
 
     def _token_outcome(self, response: requests.Response, body: bytes,
                        api_key: str) -> TokenOutcome:
@@ -107,7 +121,7 @@ class AgentOpsAPI:
             token = data["token"]
             if not isinstance(token, str):
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             kind = response.headers.get("Content-Type", "unknown content type").split(";")[0]
             return TokenOutcome(v.BAD_RESPONSE, status,
                                 f"200 without a token in a JSON body ({kind})")
@@ -115,31 +129,29 @@ class AgentOpsAPI:
             claims = token_claims(token)
         except Exception:
             return TokenOutcome(v.BAD_RESPONSE, status, "the token in the response is not a JWT")
-        exp = claims.get("exp")
+        try:
+            exp = claims.get("exp")
+            expires_at = float(exp) if isinstance(exp, (int, float)) else None
+        except OverflowError:
+            return TokenOutcome(v.BAD_RESPONSE, status, "the token's exp claim is not a time")
         project_id = data.get("project_id") or claims.get("project_id")
         return TokenOutcome(None, status, "token issued", token=token,
                             project_id=str(project_id) if project_id else None,
-                            expires_at=float(exp) if isinstance(exp, (int, float)) else None)
+                            expires_at=expires_at)
 
     def verify_token(self, token: str, timeout: float) -> TokenOutcome:
         """GET /v3/auth/token: does the API accept this token? (``token`` is not returned)."""
-        deadline = time.monotonic() + timeout
-        try:
-            response = self.session.get(self.token_url, timeout=timeout, allow_redirects=False,
-                                        headers={"Authorization": f"Bearer {token}"}, stream=True)
-            body = read_capped(response, MAX_BODY_BYTES, deadline)
-        except BodyTooLarge as error:
-            return TokenOutcome(v.BAD_RESPONSE, response.status_code, str(error))
-        except Exception as error:
-            reason, detail = exception_cause(error, self.token_url)
-            return TokenOutcome(reason, None, detail)
+        exchanged = self._exchange("GET", timeout, headers={"Authorization": f"Bearer {token}"})
+        if isinstance(exchanged, TokenOutcome):
+            return exchanged
+        response, body = exchanged
         status = response.status_code
         if status == 200:
             try:
                 payload = json.loads(body)
                 if not isinstance(payload, dict):
                     raise ValueError
-            except ValueError:
+            except (ValueError, RecursionError):
                 return TokenOutcome(v.BAD_RESPONSE, status, "200 without a JSON object")
             payload.pop("api_key", None)
             return TokenOutcome(None, status, "token accepted", payload=payload,

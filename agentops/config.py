@@ -51,7 +51,10 @@ def _api_key(name: str, value: Any) -> str | None:
 
 def _url(name: str, value: Any) -> str:
     url = _text(name, value).rstrip("/")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:
+        raise ConfigError(f"{name} is not a valid URL ({error}): {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name} must be an http(s) URL such as 'https://host[:port]', got {url!r}")
     try:
@@ -61,26 +64,38 @@ def _url(name: str, value: Any) -> str:
     return url
 
 
+MAX_SECONDS = 3600.0
+"""Longest timeout accepted: waits beyond what threads can wait must be refused here."""
+
+
 def _seconds(name: str, value: Any) -> float:
+    expected = f"{name} must be a number of seconds from 0 to {MAX_SECONDS:g}, got {value!r}"
+    if isinstance(value, bool):
+        raise ConfigError(expected)
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
-    if number != number or number < 0 or number == float("inf"):
-        raise ConfigError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(expected) from None
+    if not 0 <= number <= MAX_SECONDS:  # also refuses nan
+        raise ConfigError(expected)
     return number
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if number != float(value) or number <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    return number
+def _count(maximum: int) -> Callable[[str, Any], int]:
+    def parse(name: str, value: Any) -> int:
+        expected = f"{name} must be a whole number from 1 to {maximum}, got {value!r}"
+        if isinstance(value, bool):
+            raise ConfigError(expected)
+        try:
+            number = int(value)
+            exact = number == float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise ConfigError(expected) from None
+        if not exact or not 1 <= number <= maximum:
+            raise ConfigError(expected)
+        return number
+
+    return parse
 
 
 def _flag(name: str, value: Any) -> bool:
@@ -139,9 +154,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Dashboard base URL used in session links."),
     Setting("exporter_endpoint", "AGENTOPS_EXPORTER_ENDPOINT", DEFAULT_EXPORTER_ENDPOINT, _url,
             "OTLP/HTTP traces URL."),
-    Setting("max_wait_time", "AGENTOPS_MAX_WAIT_TIME", 5000, _positive_int,
+    Setting("max_wait_time", "AGENTOPS_MAX_WAIT_TIME", 5000, _count(3_600_000),
             "Milliseconds between batch exports."),
-    Setting("max_queue_size", "AGENTOPS_MAX_QUEUE_SIZE", 2048, _positive_int,
+    Setting("max_queue_size", "AGENTOPS_MAX_QUEUE_SIZE", 2048, _count(10_000_000),
             "Finished spans held for export; beyond it spans are dropped and counted "
             "as queue_overflow."),
     Setting("default_tags", "AGENTOPS_DEFAULT_TAGS", [], _tags,

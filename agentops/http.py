@@ -8,6 +8,7 @@ import time
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from agentops import vocabulary as v
 
@@ -47,6 +48,10 @@ def exception_cause(error: BaseException, url: str | None = None) -> tuple[str, 
         return v.TIMEOUT, f"timed out {kind}{where}"
     if isinstance(error, requests.exceptions.ConnectionError):
         return v.CONNECTION_ERROR, f"could not connect{where}: {_innermost(error)}"
+    if isinstance(error, requests.exceptions.ContentDecodingError):
+        return v.BAD_RESPONSE, f"response{where} does not decode as its Content-Encoding"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError):
+        return v.CONNECTION_ERROR, f"response{where} cut short: {_innermost(error)}"
     if isinstance(error, requests.exceptions.RequestException):
         return v.CONNECTION_ERROR, f"request{where} failed: {_innermost(error)}"
     return v.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
@@ -84,6 +89,13 @@ def read_capped(response: requests.Response, limit: int, deadline: float) -> byt
             chunks.append(chunk)
             if time.monotonic() > deadline:
                 raise requests.exceptions.ReadTimeout("response body still arriving at the deadline")
+    # Reading the raw stream meets urllib3's own exceptions; name them as requests would.
+    except urllib3.exceptions.ReadTimeoutError as error:
+        raise requests.exceptions.ReadTimeout(str(error)) from error
+    except urllib3.exceptions.DecodeError as error:
+        raise requests.exceptions.ContentDecodingError(str(error)) from error
+    except (urllib3.exceptions.ProtocolError, urllib3.exceptions.SSLError) as error:
+        raise requests.exceptions.ConnectionError(str(error)) from error
     finally:
         response.close()
     return b"".join(chunks)
