@@ -39,14 +39,14 @@ def _api_key(name: str, value: Any) -> str | None:
     if not key:
         return None
     try:
-        uuid.UUID(key)
+        # The API expects the canonical form; uuid also accepts braces, urn: and no dashes.
+        return str(uuid.UUID(key))
     except ValueError:
         raise ConfigError(
             f"{name} is not a valid AgentOps API key: expected a UUID such as "
             f"'xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx' (got {mask_secret(key)!r}); "
             "copy it again from your project's settings in the AgentOps dashboard"
         ) from None
-    return key
 
 
 def _url(name: str, value: Any) -> str:
@@ -197,7 +197,7 @@ def mask_secret(secret: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class Config:
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     endpoint: str = DEFAULT_API_ENDPOINT
     app_url: str = DEFAULT_APP_URL
     exporter_endpoint: str = DEFAULT_EXPORTER_ENDPOINT

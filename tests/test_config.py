@@ -104,3 +104,8 @@ def test_readme_documents_every_setting_with_its_env_var():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     for setting in SETTINGS:
         assert f"| `{setting.name}` | `{setting.env}` |" in readme, setting.name
+
+
+def test_key_is_kept_in_the_canonical_uuid_form_the_api_expects():
+    braced = "{6F4E1C2A-9B1D-4C3E-8F00-123456787F79}"
+    assert Config.resolve(environ={}, api_key=braced).api_key == KEY

@@ -266,10 +266,6 @@ def test_config_errors_about_a_key_never_echo_it(value):
                        "api_key_error": config.api_key_error or ""}, {value, KEY})
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agentops/config.py Config: api_key is a dataclass field with repr=True, so repr(config) "
-    "(debuggers, pytest output, error trackers that capture locals) shows the full key; "
-    "TokenOutcome already hides its token with field(repr=False)"))
 def test_the_config_repr_does_not_show_the_full_key():
     config = Config.resolve(environ={}, api_key=KEY)
     assert_no_secrets({"repr": repr(config), "str": str(config)}, {KEY})
