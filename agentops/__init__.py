@@ -59,7 +59,7 @@ def _init(config: Config, unknown: dict[str, Any]) -> Client:
     configure_logging(config.log_level)
     for name in unknown:
         logger.warning("agentops.init() ignores unknown argument %r", name)
-    for error in config.errors:
+    for error in config.errors.values():
         logger.error("Invalid setting ignored (fail_safe): %s", error)
     existing = current()
     if existing is not None and not existing.closed and existing.config == config:

@@ -216,10 +216,13 @@ class Config:
     export_timeout: float = 10.0
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Where each value came from: 'argument', 'env:NAME' or 'default'."""
-    errors: tuple[str, ...] = field(default=(), compare=False)
-    """Validation errors that fail_safe turned into log lines (their settings use defaults)."""
-    api_key_error: str | None = field(default=None, compare=False)
-    """Why a given API key was refused under fail_safe; authentication then fails for it."""
+    errors: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Refused settings (name -> message) under fail_safe; each holds its default."""
+
+    @property
+    def api_key_error(self) -> str | None:
+        """Why a given API key was refused under fail_safe; authentication then fails for it."""
+        return self.errors.get("api_key")
 
     @property
     def api_key_masked(self) -> str | None:
@@ -228,18 +231,20 @@ class Config:
     def public(self) -> dict[str, Any]:
         """The effective settings with the API key masked, for reports and support tickets."""
         values = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.name not in ("sources", "errors", "api_key_error")}
+                  if f.name not in ("sources", "errors")}
         values["api_key"] = self.api_key_masked
         values["log_level"] = logging.getLevelName(self.log_level)
         return values
 
     @classmethod
-    def resolve(cls, environ: Mapping[str, str] | None = None, **arguments: Any) -> Config:
+    def resolve(cls, environ: Mapping[str, str] | None = None, *, check_all: bool = False,
+                **arguments: Any) -> Config:
         """Build a Config from arguments (None means unset), the environment and defaults.
 
-        Raises ConfigError naming the setting, unless fail_safe is true: then each bad
-        value is logged, its setting falls back to the default, and an invalid API key
-        leaves the SDK local-only.
+        Raises ConfigError naming the first bad setting, unless fail_safe is true: then
+        each bad setting falls back to its default and is listed in ``errors``, and an
+        invalid API key leaves the SDK local-only. ``check_all`` collects every error the
+        same way without raising, whatever fail_safe says (for reports such as doctor).
         """
         environ = os.environ if environ is None else environ
         raw: dict[str, tuple[Any, str]] = {}
@@ -257,8 +262,7 @@ class Config:
 
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        errors: list[str] = []
-        api_key_error = None
+        errors: dict[str, str] = {}
         for setting in SETTINGS:
             if setting.name not in raw:
                 values[setting.name] = setting.default
@@ -270,15 +274,13 @@ class Config:
                 values[setting.name] = setting.parse(label, value)
                 sources[setting.name] = source
             except ConfigError as error:
-                if not fail_safe:
+                if not (fail_safe or check_all):
                     raise
-                errors.append(str(error))
-                if setting.name == "api_key":
-                    api_key_error = str(error)
+                errors[setting.name] = str(error)
                 values[setting.name] = setting.default
                 sources[setting.name] = "default"
         values["fail_safe"] = fail_safe
-        config = cls(**values, sources=sources, errors=tuple(errors), api_key_error=api_key_error)
+        config = cls(**values, sources=sources, errors=errors)
         config.warn_about_plain_http()
         return config
 
@@ -287,13 +289,13 @@ class Config:
             return
         for name in ("endpoint", "exporter_endpoint"):
             host = urlsplit(getattr(self, name)).hostname or ""
-            if urlsplit(getattr(self, name)).scheme == "http" and not _is_loopback(host):
+            if urlsplit(getattr(self, name)).scheme == "http" and not is_loopback(host):
                 logger.warning(
                     "%s uses plain http to %s: the API key and token travel unencrypted; "
                     "use https", name, host)
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:

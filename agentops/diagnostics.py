@@ -39,8 +39,6 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CE
 DASHBOARD_KEY_HINT = ("copy it again from your project's settings in the AgentOps dashboard "
                       "and set AGENTOPS_API_KEY or pass api_key to agentops.init()")
 
-# A JWT starts with the base64 of '{"': any such run is treated as (part of) a token,
-# since server messages may cut one short.
 _HTTP_STATUS = re.compile(r"HTTP (\d{3})")
 
 _AUTH_FIELDS = tuple(f.name for f in fields(AuthSnapshot))
@@ -287,7 +285,7 @@ def no_api_key(facts: Facts) -> Finding | None:
 
 def config_errors(facts: Facts) -> Finding | None:
     # The API key's own error is explained by the invalid_key_format rule.
-    errors = [e for e in facts.config.errors if e != facts.config.api_key_error]
+    errors = [error for name, error in facts.config.errors.items() if name != "api_key"]
     if not errors:
         return None
     return (f"{len(errors)} invalid setting{'s' if len(errors) > 1 else ''} ignored "

@@ -24,7 +24,7 @@ def test_arguments_win_over_env_vars_which_win_over_defaults():
 
 def test_every_setting_has_an_env_var_and_a_default_in_config():
     names = {s.name for s in SETTINGS}
-    assert names == {f for f in Config.__dataclass_fields__} - {"sources", "errors", "api_key_error"}
+    assert names == {f for f in Config.__dataclass_fields__} - {"sources", "errors"}
     assert all(s.env.startswith("AGENTOPS_") for s in SETTINGS)
 
 

@@ -178,7 +178,7 @@ def test_resolve_with_fail_safe_never_raises_and_always_gives_usable_settings(
     config = Config.resolve(environ=env, **args)
     assert config.fail_safe is True
     assert_usable(config)
-    for error in config.errors:
+    for error in config.errors.values():
         assert any(name in error for name in NAMES)
 
 
@@ -195,7 +195,7 @@ def test_a_refused_api_key_is_never_echoed_in_full(key):
     assert key.strip() not in str(raised.value)
     config = Config.resolve(environ={"AGENTOPS_API_KEY": key}, fail_safe=True)
     assert config.api_key is None
-    assert all(key.strip() not in error for error in config.errors)
+    assert all(key.strip() not in error for error in config.errors.values())
     assert key.strip() not in (config.api_key_error or "")
 
 

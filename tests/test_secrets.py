@@ -262,7 +262,7 @@ def test_config_errors_about_a_key_never_echo_it(value):
         Config.resolve(environ={}, api_key=value)
     config = Config.resolve(environ={"AGENTOPS_API_KEY": value, "AGENTOPS_FAIL_SAFE": "1"})
     assert_no_secrets({"error": str(raised.value), "repr": repr(raised.value),
-                       "fail-safe errors": " ".join(config.errors),
+                       "fail-safe errors": " ".join(config.errors.values()),
                        "api_key_error": config.api_key_error or ""}, {value, KEY})
 
 

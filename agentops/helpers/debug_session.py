@@ -13,8 +13,6 @@ never answers: every network operation gets only the time that is left.
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 import os
 import socket
 import ssl
@@ -35,7 +33,7 @@ from agentops import terminal
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
 from agentops.auth import AuthTracker, iso
-from agentops.config import SETTINGS, Config, ConfigError
+from agentops.config import Config, is_loopback
 from agentops.export.exporter import InstrumentedSpanExporter
 from agentops.export.loss_log import LossLog
 from agentops.export.session import ExitBudget
@@ -120,16 +118,6 @@ def _ms(started: float) -> float:
 # -- configuration ---------------------------------------------------------------------
 
 
-def _given(name: str, environ: Mapping[str, str], arguments: Mapping[str, Any]) -> tuple[Any, str] | None:
-    """The raw value of a setting and its label, with Config.resolve's precedence."""
-    env = next(s.env for s in SETTINGS if s.name == name)
-    if arguments.get(name) is not None:
-        return arguments[name], name
-    if environ.get(env, "").strip():
-        return environ[env], f"{name} ({env})"
-    return None
-
-
 def resolve_settings(environ: Mapping[str, str] | None = None,
                      **arguments: Any) -> tuple[Config, dict[str, str]]:
     """The Config ``agentops.init(**arguments)`` would use, and every setting it would refuse
@@ -137,38 +125,8 @@ def resolve_settings(environ: Mapping[str, str] | None = None,
 
     A refused setting holds its default in the returned Config, as under fail_safe.
     """
-    environ = os.environ if environ is None else environ
-    problems: dict[str, str] = {}
-    for setting in SETTINGS:
-        given = _given(setting.name, environ, arguments)
-        if given is None:
-            continue
-        try:
-            setting.parse(given[1], given[0])
-        except ConfigError as error:
-            problems[setting.name] = str(error)
-    if not problems:
-        return Config.resolve(environ, **arguments), problems
-    config = Config.resolve(environ, **{**arguments, "fail_safe": True})
-    if "fail_safe" not in problems:
-        # fail_safe was forced only to collect every problem: report the user's own value.
-        given = _given("fail_safe", environ, arguments)
-        fail_safe = next(s for s in SETTINGS if s.name == "fail_safe")
-        value = fail_safe.parse("fail_safe", given[0]) if given else fail_safe.default
-        source = "default" if given is None else (
-            "argument" if arguments.get("fail_safe") is not None else f"env:{fail_safe.env}")
-        config = dataclasses.replace(config, fail_safe=value,
-                                     sources={**config.sources, "fail_safe": source})
-    return config, problems
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    config = Config.resolve(environ, check_all=True, **arguments)
+    return config, dict(config.errors)
 
 
 def _configuration_step(config: Config, problems: dict[str, str]) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -195,7 +153,7 @@ def _configuration_step(config: Config, problems: dict[str, str]) -> tuple[dict[
         recommendations.append("Pass api_key to agentops.init() or set AGENTOPS_API_KEY")
     for name in ("endpoint", "exporter_endpoint"):
         parts = urlsplit(getattr(config, name))
-        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
             issues.append(f"{name} uses plain http to {parts.hostname}: the API key and token "
                           "travel unencrypted")
             recommendations.append(f"Use an https URL for {name}")

@@ -7,12 +7,11 @@ import logging
 import signal
 import sys
 import threading
-from typing import List, Optional
 
 from agentops.testing.backend import DEFAULT_TOKEN_TTL, LocalBackend, is_loopback_host
 
 
-def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m agentops.testing",
         description="Serve an AgentOps-compatible backend (token API and OTLP receiver) locally.",
@@ -37,7 +36,7 @@ def _parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     if not args.allow_remote and not is_loopback_host(args.host):
         print(

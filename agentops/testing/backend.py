@@ -22,12 +22,13 @@ import threading
 import time
 import uuid
 import zlib
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from socketserver import TCPServer
 from types import TracebackType
-from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -78,7 +79,7 @@ _AUTH_ERRORS = {
 }
 _PROTOBUF_TYPES = ("application/x-protobuf", "application/protobuf")
 
-_Record = Dict[str, Any]
+_Record = dict[str, Any]
 
 
 def _status_phrase(status: int) -> str:
@@ -119,12 +120,12 @@ def _any_value(value: AnyValue) -> Any:
     return getattr(value, kind)
 
 
-def _attributes(key_values: Iterable[Any]) -> Dict[str, Any]:
+def _attributes(key_values: Iterable[Any]) -> dict[str, Any]:
     return {kv.key: _any_value(kv.value) for kv in key_values}
 
 
-def _spans_from_request(request: ExportTraceServiceRequest) -> List[_Record]:
-    spans: List[_Record] = []
+def _spans_from_request(request: ExportTraceServiceRequest) -> list[_Record]:
+    spans: list[_Record] = []
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
@@ -150,7 +151,7 @@ def _spans_from_request(request: ExportTraceServiceRequest) -> List[_Record]:
     return spans
 
 
-def _copy_records(records: Iterable[_Record]) -> List[_Record]:
+def _copy_records(records: Iterable[_Record]) -> list[_Record]:
     # Attribute values may be lists or nested dicts; callers must not reach the originals.
     return [copy.deepcopy(record) for record in records]
 
@@ -170,7 +171,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, address: Tuple[str, int], backend: "LocalBackend", family: int) -> None:
+    def __init__(self, address: tuple[str, int], backend: LocalBackend, family: int) -> None:
         self.address_family = family
         self.backend = backend
         super().__init__(address, _Handler)
@@ -276,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
         return body
 
     def _read_chunked(self) -> bytes:
-        parts: List[bytes] = []
+        parts: list[bytes] = []
         total = 0
         while True:
             line = self.rfile.readline(1024)
@@ -315,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         body: bytes,
         content_type: str,
-        headers: Optional[Dict[str, str]] = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -331,12 +332,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def send_json(
-        self, status: int, payload: Any, headers: Optional[Dict[str, str]] = None
+        self, status: int, payload: Any, headers: dict[str, str] | None = None
     ) -> None:
         body = json.dumps(payload).encode("utf-8")
         self.send_bytes(status, body, "application/json", headers)
 
-    def bearer_token(self) -> Optional[str]:
+    def bearer_token(self) -> str | None:
         header = self.headers.get("Authorization")
         if not header:
             return None
@@ -359,18 +360,18 @@ class LocalBackend:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        api_key: Optional[str] = None,
-        accepted_keys: Optional[Iterable[str]] = None,
+        api_key: str | None = None,
+        accepted_keys: Iterable[str] | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
-        project_id: Optional[str] = None,
-        auth_status: Optional[int] = None,
-        auth_body: Optional[Union[bytes, str]] = None,
+        project_id: str | None = None,
+        auth_status: int | None = None,
+        auth_body: bytes | str | None = None,
         auth_content_type: str = "application/json",
         auth_delay: float = 0.0,
         auth_hang: bool = False,
-        otlp_statuses: Optional[Iterable[int]] = None,
-        otlp_status: Optional[int] = None,
-        otlp_retry_after: Optional[float] = None,
+        otlp_statuses: Iterable[int] | None = None,
+        otlp_status: int | None = None,
+        otlp_retry_after: float | None = None,
         otlp_delay: float = 0.0,
         otlp_hang: bool = False,
     ) -> None:
@@ -378,7 +379,7 @@ class LocalBackend:
             raise ValueError("api_key must be a UUID string")
         self._host = host
         self._requested_port = int(port)
-        self._port: Optional[int] = None
+        self._port: int | None = None
         self._api_key = (api_key or str(uuid.uuid4())).lower()
         self._project_id = project_id or str(uuid.uuid4())
         # Per instance, so tokens from one backend are forgeries to any other.
@@ -408,20 +409,20 @@ class LocalBackend:
         self.otlp_delay = otlp_delay
         self.otlp_hang = otlp_hang
 
-        self._spans: Deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
+        self._spans: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._span_total = 0
-        self._otlp_requests: Deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
+        self._otlp_requests: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._otlp_total = 0
-        self._auth_requests: Deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
+        self._auth_requests: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._tokens_issued = 0
 
-        self._server: Optional[_Server] = None
-        self._serve_thread: Optional[threading.Thread] = None
-        self._connections: Dict[socket.socket, threading.Thread] = {}
+        self._server: _Server | None = None
+        self._serve_thread: threading.Thread | None = None
+        self._connections: dict[socket.socket, threading.Thread] = {}
 
     # -- lifecycle ------------------------------------------------------------
 
-    def start(self) -> "LocalBackend":
+    def start(self) -> LocalBackend:
         """Starts serving; a restart after stop() reuses the same port so URLs stay valid."""
         with self._lock:
             if self._server is not None:
@@ -477,14 +478,14 @@ class LocalBackend:
         with self._lock:
             return self._server is not None
 
-    def __enter__(self) -> "LocalBackend":
+    def __enter__(self) -> LocalBackend:
         return self.start()
 
     def __exit__(
         self,
-        exc_type: Optional[type],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -554,14 +555,14 @@ class LocalBackend:
                 else frozenset({self._api_key})
             )
             self._token_ttl = self._initial_token_ttl
-            self._auth_status: Optional[int] = None
-            self._auth_body: Optional[bytes] = None
+            self._auth_status: int | None = None
+            self._auth_body: bytes | None = None
             self._auth_content_type = "application/json"
             self._auth_delay = 0.0
             self._auth_hang = False
-            self._otlp_statuses: Deque[int] = collections.deque()
-            self._otlp_status: Optional[int] = None
-            self._otlp_retry_after: Optional[float] = None
+            self._otlp_statuses: collections.deque[int] = collections.deque()
+            self._otlp_status: int | None = None
+            self._otlp_retry_after: float | None = None
             self._otlp_delay = 0.0
             self._otlp_hang = False
             self._changed.notify_all()
@@ -572,7 +573,7 @@ class LocalBackend:
             return self._accepted_keys
 
     @accepted_keys.setter
-    def accepted_keys(self, keys: Optional[Iterable[str]]) -> None:
+    def accepted_keys(self, keys: Iterable[str] | None) -> None:
         normalized = _normalize_keys(keys) if keys is not None else frozenset({self._api_key})
         with self._lock:
             self._accepted_keys = normalized
@@ -589,23 +590,23 @@ class LocalBackend:
             self._token_ttl = value
 
     @property
-    def auth_status(self) -> Optional[int]:
+    def auth_status(self) -> int | None:
         with self._lock:
             return self._auth_status
 
     @auth_status.setter
-    def auth_status(self, status: Optional[int]) -> None:
+    def auth_status(self, status: int | None) -> None:
         value = None if status is None else _check_status(status, name="auth_status")
         with self._lock:
             self._auth_status = value
 
     @property
-    def auth_body(self) -> Optional[bytes]:
+    def auth_body(self) -> bytes | None:
         with self._lock:
             return self._auth_body
 
     @auth_body.setter
-    def auth_body(self, body: Optional[Union[bytes, str]]) -> None:
+    def auth_body(self, body: bytes | str | None) -> None:
         value = body.encode("utf-8") if isinstance(body, str) else body
         if value is not None and not isinstance(value, (bytes, bytearray)):
             raise TypeError("auth_body must be bytes, str or None")
@@ -645,7 +646,7 @@ class LocalBackend:
             self._changed.notify_all()
 
     @property
-    def otlp_statuses(self) -> List[int]:
+    def otlp_statuses(self) -> list[int]:
         """Statuses still queued; each OTLP request consumes the first one."""
         with self._lock:
             return list(self._otlp_statuses)
@@ -663,23 +664,23 @@ class LocalBackend:
             self._otlp_statuses.extend(values)
 
     @property
-    def otlp_status(self) -> Optional[int]:
+    def otlp_status(self) -> int | None:
         with self._lock:
             return self._otlp_status
 
     @otlp_status.setter
-    def otlp_status(self, status: Optional[int]) -> None:
+    def otlp_status(self, status: int | None) -> None:
         value = None if status is None else _check_status(status, name="otlp_status")
         with self._lock:
             self._otlp_status = value
 
     @property
-    def otlp_retry_after(self) -> Optional[float]:
+    def otlp_retry_after(self) -> float | None:
         with self._lock:
             return self._otlp_retry_after
 
     @otlp_retry_after.setter
-    def otlp_retry_after(self, seconds: Optional[float]) -> None:
+    def otlp_retry_after(self, seconds: float | None) -> None:
         value = None if seconds is None else _check_seconds(seconds, name="otlp_retry_after")
         with self._lock:
             self._otlp_retry_after = value
@@ -709,27 +710,27 @@ class LocalBackend:
     # -- inspection -----------------------------------------------------------
 
     @property
-    def spans(self) -> List[_Record]:
+    def spans(self) -> list[_Record]:
         with self._lock:
             return _copy_records(self._spans)
 
     @property
-    def span_names(self) -> List[str]:
+    def span_names(self) -> list[str]:
         with self._lock:
             return [span["name"] for span in self._spans]
 
-    def spans_for_trace(self, trace_id: str) -> List[_Record]:
+    def spans_for_trace(self, trace_id: str) -> list[_Record]:
         wanted = trace_id.lower()
         with self._lock:
             return _copy_records(s for s in self._spans if s["trace_id"] == wanted)
 
     @property
-    def otlp_requests(self) -> List[_Record]:
+    def otlp_requests(self) -> list[_Record]:
         with self._lock:
             return _copy_records(self._otlp_requests)
 
     @property
-    def auth_requests(self) -> List[_Record]:
+    def auth_requests(self) -> list[_Record]:
         with self._lock:
             return _copy_records(self._auth_requests)
 
@@ -765,7 +766,7 @@ class LocalBackend:
 
     # -- tokens ---------------------------------------------------------------
 
-    def issue_token(self, api_key: Optional[str] = None, ttl: Optional[float] = None) -> str:
+    def issue_token(self, api_key: str | None = None, ttl: float | None = None) -> str:
         """Signs a token as the token endpoint would, without counting it as issued.
 
         A negative ttl yields a token that is already expired.
@@ -787,14 +788,14 @@ class LocalBackend:
         }
         return jwt.encode(claims, self._secret, algorithm=_JWT_ALGORITHM)
 
-    def decode_token(self, token: str) -> Optional[Dict[str, Any]]:
+    def decode_token(self, token: str) -> dict[str, Any] | None:
         """The claims of a token this backend signed, or None if forged or expired."""
         try:
             return self._verify(token)
         except jwt.PyJWTError:
             return None
 
-    def _verify(self, token: str) -> Dict[str, Any]:
+    def _verify(self, token: str) -> dict[str, Any]:
         return jwt.decode(
             token,
             self._secret,
@@ -802,7 +803,7 @@ class LocalBackend:
             options={"require": ["exp"]},
         )
 
-    def _token_error(self, token: Optional[str]) -> Optional[str]:
+    def _token_error(self, token: str | None) -> str | None:
         if token is None:
             return "Missing bearer token"
         try:
@@ -844,7 +845,7 @@ class LocalBackend:
             handler.send_json(err.status, {"error": err.message})
             return
 
-        api_key: Optional[str] = None
+        api_key: str | None = None
         try:
             payload = json.loads(body.decode("utf-8")) if body else None
         except (UnicodeDecodeError, ValueError):
@@ -954,8 +955,8 @@ class LocalBackend:
 
         # Decoded before any fault is applied so even refused requests report what
         # they carried, which is what retry tests compare.
-        spans: Optional[List[_Record]] = None
-        problem: Optional[Tuple[int, str]] = None
+        spans: list[_Record] | None = None
+        problem: tuple[int, str] | None = None
         content_type = (handler.headers.get("Content-Type") or "").split(";", 1)[0].strip().lower()
         if content_type and content_type not in _PROTOBUF_TYPES:
             problem = (415, f"Unsupported content type {content_type!r}")
@@ -986,14 +987,14 @@ class LocalBackend:
 
         with self._lock:
             if self._otlp_statuses:
-                forced: Optional[int] = self._otlp_statuses.popleft()
+                forced: int | None = self._otlp_statuses.popleft()
             else:
                 forced = self._otlp_status
             retry_after = self._otlp_retry_after
         if forced is not None and forced != 200:
             record["status"] = forced
             self._record_otlp(record)
-            headers: Dict[str, str] = {}
+            headers: dict[str, str] = {}
             if forced == 429 and retry_after is not None:
                 headers["Retry-After"] = f"{retry_after:g}"
             if forced >= 400:
@@ -1020,7 +1021,7 @@ class LocalBackend:
             200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf"
         )
 
-    def _record_otlp(self, record: _Record, spans: Optional[List[_Record]] = None) -> None:
+    def _record_otlp(self, record: _Record, spans: list[_Record] | None = None) -> None:
         with self._changed:
             self._otlp_requests.append(record)
             self._otlp_total += 1
@@ -1030,7 +1031,7 @@ class LocalBackend:
             self._changed.notify_all()
 
     @staticmethod
-    def _decompress(body: bytes, encoding: Optional[str]) -> bytes:
+    def _decompress(body: bytes, encoding: str | None) -> bytes:
         name = (encoding or "identity").strip().lower()
         if name in ("", "identity"):
             return body
@@ -1041,7 +1042,7 @@ class LocalBackend:
             candidates = [zlib.MAX_WBITS, -zlib.MAX_WBITS]
         else:
             raise _BodyError(415, f"Unsupported content encoding {name!r}")
-        last_error: Optional[zlib.error] = None
+        last_error: zlib.error | None = None
         for wbits in candidates:
             try:
                 return _inflate(body, wbits)
@@ -1076,7 +1077,7 @@ class LocalBackend:
 
 
 def _inflate(body: bytes, wbits: int) -> bytes:
-    out: List[bytes] = []
+    out: list[bytes] = []
     size = 0
     data = body
     while True:

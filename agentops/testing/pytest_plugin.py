@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,7 +12,7 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def local_backend() -> Iterator["LocalBackend"]:
+def local_backend() -> Iterator[LocalBackend]:
     """A fresh, started LocalBackend for one test, stopped afterwards."""
     # Imported lazily: the plugin loads in every pytest run of an environment
     # that has agentops installed, and most of those never use the backend.
