@@ -51,6 +51,7 @@ PIPELINES = ("agentops", "plain")
 @dataclass(frozen=True)
 class Settings:
     rounds: int
+    pipeline_rounds: int
     startup_rounds: int
     pipeline_spans: int
     burst: int
@@ -61,10 +62,12 @@ class Settings:
     repeat: int
 
 
-FULL = Settings(rounds=5, startup_rounds=15, pipeline_spans=50_000, burst=1_000,
-                memory_spans=200_000, exit_spans=100, diagnose_calls=2_000, print_calls=200, repeat=5)
-QUICK = Settings(rounds=2, startup_rounds=2, pipeline_spans=5_000, burst=1_000, memory_spans=10_000,
-                 exit_spans=100, diagnose_calls=500, print_calls=50, repeat=3)
+FULL = Settings(rounds=5, pipeline_rounds=7, startup_rounds=15, pipeline_spans=50_000,
+                burst=1_000, memory_spans=200_000, exit_spans=100, diagnose_calls=2_000,
+                print_calls=200, repeat=5)
+QUICK = Settings(rounds=2, pipeline_rounds=2, startup_rounds=2, pipeline_spans=5_000,
+                 burst=1_000, memory_spans=10_000, exit_spans=100, diagnose_calls=500,
+                 print_calls=50, repeat=3)
 
 
 class BenchError(RuntimeError):
@@ -265,7 +268,7 @@ class Bench:
     def pipeline_cost(self) -> None:
         s = self.s
         samples: dict[str, list[dict[str, Any]]] = {p: [] for p in PIPELINES}
-        for round_ in range(s.rounds):
+        for round_ in range(s.pipeline_rounds):
             for pipeline in PIPELINES:
                 self.backend.reset()
                 result = run_workload("pipeline_cost", {
@@ -278,7 +281,7 @@ class Bench:
                                      f"{received} of {expected} spans")
                 result["received"] = received
                 samples[pipeline].append(result)
-                progress(f"pipeline round {round_ + 1}/{s.rounds} {pipeline}: "
+                progress(f"pipeline round {round_ + 1}/{s.pipeline_rounds} {pipeline}: "
                          f"{result['wall_s']:.2f} s, all {received} spans received")
         self.raw["pipeline_cost"] = samples
         wall = {p: [r["wall_s"] for r in samples[p]] for p in PIPELINES}
@@ -295,6 +298,9 @@ class Bench:
             judged(Figure("pipeline.ratio", "Pipeline time agentops / plain", "x",
                           ratios(wall["agentops"], wall["plain"]), goal="<= 1.05"),
                    lambda r: r <= 1.05),
+            Figure("pipeline.cpu_ratio", "Pipeline CPU time agentops / plain", "x",
+                   ratios([r["cpu_s"] for r in samples["agentops"]],
+                          [r["cpu_s"] for r in samples["plain"]])),
         ]
 
     # 2. start-up
