@@ -10,6 +10,7 @@ forwards to instead of adding a second exporter.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,10 @@ from types import TracebackType
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.environment_variables import OTEL_TRACES_SAMPLER
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Sampler
 from opentelemetry.trace import Status, StatusCode
 
 logger = logging.getLogger("agentops")
@@ -34,9 +37,8 @@ class SpanRouter(SpanProcessor):
         self.target: SpanProcessor | None = None
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        target = self.target
-        if target is not None:
-            target.on_start(span, parent_context=parent_context)
+        # The batch processor behind the target ignores span starts: skip the calls.
+        pass
 
     def on_end(self, span: ReadableSpan) -> None:
         target = self.target
@@ -78,7 +80,7 @@ def install_router() -> tuple[SpanRouter, trace.TracerProvider]:
                         "span processor to it instead of replacing it")
         else:
             ours = TracerProvider(resource=Resource.create({"service.name": "agentops"}),
-                                  shutdown_on_exit=False)
+                                  sampler=_sampler(), shutdown_on_exit=False)
             ours.add_span_processor(router)
             provider = ours
             if isinstance(current, trace.ProxyTracerProvider):
@@ -90,6 +92,15 @@ def install_router() -> tuple[SpanRouter, trace.TracerProvider]:
             _installed.ours = True
         _installed.router, _installed.provider = router, provider
         return router, provider
+
+
+def _sampler() -> Sampler | None:
+    """Every span is recorded unless the user chose a sampler (OTEL_TRACES_SAMPLER).
+
+    The default parent-based sampler would drop spans under an unsampled parent without a
+    word, and costs a parent lookup per span under the session trace.
+    """
+    return None if os.environ.get(OTEL_TRACES_SAMPLER) else ALWAYS_ON
 
 
 class TraceContext:

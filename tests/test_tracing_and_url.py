@@ -142,3 +142,23 @@ def test_exactly_one_url_line_per_session_trace(local_backend):
     run = run_python(code, env=env_for(local_backend))
     lines = [line for line in run.stderr.splitlines() if "Session Replay" in line]
     assert len(lines) == 3 and len({line.split("trace_id=")[1] for line in lines}) == 3
+
+
+def test_spans_under_an_unsampled_parent_are_still_recorded_unless_a_sampler_is_chosen(local_backend):
+    code = """
+    import agentops
+    from opentelemetry import trace
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+    agentops.init(auto_start_session=False)
+    parent = SpanContext(trace_id=1, span_id=2, is_remote=True, trace_flags=TraceFlags(0))
+    ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+    trace.get_tracer("user").start_span("under-unsampled", context=ctx).end()
+    """
+    run = run_python(code, env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.wait_for_spans(1, timeout=5)
+    assert local_backend.span_names == ["under-unsampled"]
+    local_backend.reset()
+    run = run_python(code, env=env_for(local_backend, OTEL_TRACES_SAMPLER="parentbased_always_on"))
+    assert run.returncode == 0, run.stderr
+    assert local_backend.span_names == []

@@ -21,7 +21,7 @@ class AccountingSpanProcessor(SpanProcessor):
         self._capacity = capacity
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        self._delegate.on_start(span, parent_context=parent_context)
+        pass  # BatchSpanProcessor does nothing at span start
 
     def on_end(self, span: ReadableSpan) -> None:
         if not span.context.trace_flags.sampled:
