@@ -254,7 +254,10 @@ def test_long_outage_keeps_memory_bounded_and_warnings_few():
     result = run.last_json()
     assert result["made"] == 200_000
     assert result["made"] == result["exported"] + result["lost"] and result["exported"] == 0
-    assert result["by_cause"]["queue_overflow"] > 190_000
+    # How many batches fail fast (connection_error) rather than overflow depends on how long
+    # the OpenTelemetry release retries a refused connection; every span is one or the other.
+    assert set(result["by_cause"]) <= {"queue_overflow", "connection_error", "shutdown"}
+    assert result["by_cause"]["queue_overflow"] > 100_000
     growth_mb = (result["rss_kb"][-1] - result["rss_kb"][1]) / 1024
     assert growth_mb < 50, result["rss_kb"]
     warnings = [line for line in run.stderr.splitlines() if line.strip()]
