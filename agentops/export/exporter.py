@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 
 import requests
-from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -70,8 +69,7 @@ def status_cause(status: int) -> str:
 
 class InstrumentedSpanExporter(SpanExporter):
     def __init__(self, endpoint: str, tracker: AuthTracker, stats: ExportStats,
-                 loss_log: LossLog, *, timeout: float, budget: ExitBudget,
-                 compression: Compression | None = None) -> None:
+                 loss_log: LossLog, *, timeout: float, budget: ExitBudget) -> None:
         self.endpoint = endpoint
         self._tracker = tracker
         self._stats = stats
@@ -79,10 +77,10 @@ class InstrumentedSpanExporter(SpanExporter):
         self._budget = budget
         self.session = ExportSession(tracker, stats, budget)
         self._delegate = OTLPSpanExporter(endpoint=endpoint, timeout=timeout,
-                                          compression=compression, session=self.session)
+                                          session=self.session)
         self._timeout = timeout
         self._stopping = threading.Event()
-        self._shut_down = False
+        self._shutdown_lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         count = len(spans)
@@ -168,11 +166,13 @@ class InstrumentedSpanExporter(SpanExporter):
         return v.INTERNAL_ERROR, f"the OTLP exporter failed before sending: {why}"
 
     def shutdown(self) -> None:
-        """Also interrupts the retry waits of an export in progress."""
-        if not self._shut_down:
-            self._shut_down = True
+        """Also interrupts the retry waits of an export in progress. The exit path and the
+        batch processor may both call it; the delegate is shut down once."""
+        with self._shutdown_lock:
+            if self._stopping.is_set():
+                return
             self._stopping.set()
-            self._delegate.shutdown()
+        self._delegate.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
