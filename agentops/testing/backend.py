@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -100,6 +100,40 @@ def _check_seconds(value: Any, *, name: str, allow_negative: bool = False) -> fl
     if math.isnan(seconds) or math.isinf(seconds) or (seconds < 0 and not allow_negative):
         raise ValueError(f"{name} must be a finite number of seconds, got {value!r}")
     return seconds
+
+
+class _Knob:
+    """A fault knob: checked when set, read and written under the backend's lock. Setting
+    one wakes the handlers held by a hang, so they see the change at once."""
+
+    def __init__(self, check: Callable[..., Any]) -> None:
+        self._check = check
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name, self._slot = name, f"_{name}"
+
+    def __get__(self, backend: Any, owner: type | None = None) -> Any:
+        if backend is None:
+            return self
+        with backend._lock:
+            return getattr(backend, self._slot)
+
+    def __set__(self, backend: Any, value: Any) -> None:
+        checked = self._check(value, name=self._name)
+        with backend._lock:
+            setattr(backend, self._slot, checked)
+            backend._changed.notify_all()
+
+
+def _optional(check: Callable[..., Any]) -> Callable[..., Any]:
+    return lambda value, name: None if value is None else check(value, name=name)
+
+
+def _body(body: Any, name: str) -> bytes | None:
+    value = body.encode("utf-8") if isinstance(body, str) else body
+    if value is not None and not isinstance(value, (bytes, bytearray)):
+        raise TypeError(f"{name} must be bytes, str or None")
+    return bytes(value) if value is not None else None
 
 
 def _normalize_keys(keys: Iterable[str]) -> frozenset:
@@ -578,72 +612,16 @@ class LocalBackend:
         with self._lock:
             self._accepted_keys = normalized
 
-    @property
-    def token_ttl(self) -> float:
-        with self._lock:
-            return self._token_ttl
-
-    @token_ttl.setter
-    def token_ttl(self, seconds: float) -> None:
-        value = _check_seconds(seconds, name="token_ttl", allow_negative=True)
-        with self._lock:
-            self._token_ttl = value
-
-    @property
-    def auth_status(self) -> int | None:
-        with self._lock:
-            return self._auth_status
-
-    @auth_status.setter
-    def auth_status(self, status: int | None) -> None:
-        value = None if status is None else _check_status(status, name="auth_status")
-        with self._lock:
-            self._auth_status = value
-
-    @property
-    def auth_body(self) -> bytes | None:
-        with self._lock:
-            return self._auth_body
-
-    @auth_body.setter
-    def auth_body(self, body: bytes | str | None) -> None:
-        value = body.encode("utf-8") if isinstance(body, str) else body
-        if value is not None and not isinstance(value, (bytes, bytearray)):
-            raise TypeError("auth_body must be bytes, str or None")
-        with self._lock:
-            self._auth_body = bytes(value) if value is not None else None
-
-    @property
-    def auth_content_type(self) -> str:
-        with self._lock:
-            return self._auth_content_type
-
-    @auth_content_type.setter
-    def auth_content_type(self, content_type: str) -> None:
-        with self._lock:
-            self._auth_content_type = str(content_type)
-
-    @property
-    def auth_delay(self) -> float:
-        with self._lock:
-            return self._auth_delay
-
-    @auth_delay.setter
-    def auth_delay(self, seconds: float) -> None:
-        value = _check_seconds(seconds, name="auth_delay")
-        with self._lock:
-            self._auth_delay = value
-
-    @property
-    def auth_hang(self) -> bool:
-        with self._lock:
-            return self._auth_hang
-
-    @auth_hang.setter
-    def auth_hang(self, hang: bool) -> None:
-        with self._lock:
-            self._auth_hang = bool(hang)
-            self._changed.notify_all()
+    token_ttl = _Knob(lambda value, name: _check_seconds(value, name=name, allow_negative=True))
+    auth_status = _Knob(_optional(_check_status))
+    auth_body = _Knob(_body)
+    auth_content_type = _Knob(lambda value, name: str(value))
+    auth_delay = _Knob(_check_seconds)
+    auth_hang = _Knob(lambda value, name: bool(value))
+    otlp_status = _Knob(_optional(_check_status))
+    otlp_retry_after = _Knob(_optional(_check_seconds))
+    otlp_delay = _Knob(_check_seconds)
+    otlp_hang = _Knob(lambda value, name: bool(value))
 
     @property
     def otlp_statuses(self) -> list[int]:
@@ -662,50 +640,6 @@ class LocalBackend:
         values = [_check_status(s, name="otlp status") for s in statuses]
         with self._lock:
             self._otlp_statuses.extend(values)
-
-    @property
-    def otlp_status(self) -> int | None:
-        with self._lock:
-            return self._otlp_status
-
-    @otlp_status.setter
-    def otlp_status(self, status: int | None) -> None:
-        value = None if status is None else _check_status(status, name="otlp_status")
-        with self._lock:
-            self._otlp_status = value
-
-    @property
-    def otlp_retry_after(self) -> float | None:
-        with self._lock:
-            return self._otlp_retry_after
-
-    @otlp_retry_after.setter
-    def otlp_retry_after(self, seconds: float | None) -> None:
-        value = None if seconds is None else _check_seconds(seconds, name="otlp_retry_after")
-        with self._lock:
-            self._otlp_retry_after = value
-
-    @property
-    def otlp_delay(self) -> float:
-        with self._lock:
-            return self._otlp_delay
-
-    @otlp_delay.setter
-    def otlp_delay(self, seconds: float) -> None:
-        value = _check_seconds(seconds, name="otlp_delay")
-        with self._lock:
-            self._otlp_delay = value
-
-    @property
-    def otlp_hang(self) -> bool:
-        with self._lock:
-            return self._otlp_hang
-
-    @otlp_hang.setter
-    def otlp_hang(self, hang: bool) -> None:
-        with self._lock:
-            self._otlp_hang = bool(hang)
-            self._changed.notify_all()
 
     # -- inspection -----------------------------------------------------------
 
