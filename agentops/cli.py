@@ -22,17 +22,15 @@ from typing import Any, TextIO
 from agentops import terminal
 from agentops.auth import iso
 from agentops.config import SETTINGS
+from agentops.diagnostics import CA_VARIABLES, PROXY_VARIABLES
 from agentops.helpers.debug_session import (
     mask_url_credentials,
     print_connectivity_test_results,
     test_session_connectivity,
-    write_text,
 )
 
 DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
                  "requests", "urllib3", "PyJWT", "protobuf")
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
-CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 DEFAULT_TIMEOUT = 15.0
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -57,7 +55,7 @@ def versions() -> dict[str, str | None]:
 def proxy_settings(environ: Mapping[str, str]) -> dict[str, str]:
     """Proxy variables in any case, credentials masked (requests reads both cases)."""
     return {name: mask_url_credentials(value) for name, value in sorted(environ.items())
-            if name.upper() in PROXY_VARIABLES and value.strip()}
+            if name in PROXY_VARIABLES and value.strip()}
 
 
 def configuration(connectivity: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -136,7 +134,7 @@ def render_doctor_report(report: Mapping[str, Any], stream: TextIO) -> None:
         lines += ["", "OpenTelemetry variables set (values not shown): "
                   + ", ".join(report["opentelemetry_variables"])]
     lines.append("")
-    write_text(stream, "\n".join(lines) + "\n")
+    terminal.write_text(stream, "\n".join(lines) + "\n")
     print_connectivity_test_results(report.get("connectivity", {}), stream)
 
 
@@ -187,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = doctor_report(api_key=args.api_key, endpoint=args.endpoint,
                            exporter_endpoint=args.exporter_endpoint, timeout=args.timeout)
     if args.json:
-        write_text(sys.stdout, json.dumps(report, indent=2) + "\n")
+        terminal.write_text(sys.stdout, json.dumps(report, indent=2) + "\n")
     else:
         render_doctor_report(report, sys.stdout)
     return EXIT_PASSED if report["passed"] else EXIT_FAILED

@@ -13,7 +13,6 @@ report never mixes the two styles.
 
 from __future__ import annotations
 
-import io
 import logging
 import sys
 from collections.abc import Mapping
@@ -92,11 +91,6 @@ def _authentication(auth: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _can_encode(stream: TextIO, text: str) -> bool:
-    # A StringIO keeps str as is; it has no encoding, which terminal reads as ASCII.
-    return isinstance(stream, io.StringIO) or terminal.can_encode(stream, text)
-
-
 def render_report(diagnosis: Mapping[str, Any], *, colour: bool, unicode: bool) -> str:
     """The report as text (ending with a newline); tolerant of missing or odd values."""
     diagnosis = _mapping(diagnosis)
@@ -140,17 +134,11 @@ def print_report(diagnosis: Mapping[str, Any], file: IO[str] | None = None,
     if stream is None:  # pythonw and some service hosts have no stdout
         return
     try:
-        unicode = _can_encode(stream, "".join(UNICODE_MARKS))
+        unicode = terminal.can_encode(stream, "".join(UNICODE_MARKS))
         text = render_report(diagnosis, colour=terminal.wants_colour(stream, colour),
                              unicode=unicode)
-        if not _can_encode(stream, text):
-            # Details quoted from servers may hold characters the console cannot show.
-            encoding = getattr(stream, "encoding", None) or "ascii"
-            try:
-                text = text.encode(encoding, "replace").decode(encoding)
-            except LookupError:
-                text = text.encode("ascii", "replace").decode("ascii")
-        stream.write(text)
-        stream.flush()
     except Exception:
-        logger.debug("could not print the session report", exc_info=True)
+        logger.debug("could not render the session report", exc_info=True)
+        return
+    if not terminal.write_text(stream, text):
+        logger.debug("could not print the session report")

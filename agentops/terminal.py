@@ -4,6 +4,7 @@ only where the stream's encoding can carry them (a cp1252 console gets ASCII).""
 from __future__ import annotations
 
 import codecs
+import io
 import os
 from typing import TextIO
 
@@ -22,6 +23,8 @@ def wants_colour(stream: TextIO, force: bool | None = None) -> bool:
 
 
 def can_encode(stream: TextIO, text: str) -> bool:
+    if isinstance(stream, io.StringIO):  # keeps str as is; it has no encoding
+        return True
     encoding = getattr(stream, "encoding", None) or "ascii"
     try:
         codecs.lookup(encoding)
@@ -33,3 +36,21 @@ def can_encode(stream: TextIO, text: str) -> bool:
 
 def paint(text: str, colour: str, enabled: bool) -> str:
     return f"\x1b[{colour}m{text}\x1b[0m" if enabled else text
+
+
+def write_text(stream: TextIO, text: str) -> bool:
+    """Write ``text``, replacing what the stream's encoding cannot carry (details quoted
+    from servers may hold such characters). Never raises: a closed stream or a failing
+    write costs the output, not the program. False when nothing could be written."""
+    try:
+        if not can_encode(stream, text):
+            encoding = getattr(stream, "encoding", None) or "ascii"
+            try:
+                text = text.encode(encoding, "replace").decode(encoding)
+            except LookupError:
+                text = text.encode("ascii", "replace").decode("ascii")
+        stream.write(text)
+        stream.flush()
+        return True
+    except Exception:
+        return False

@@ -217,7 +217,7 @@ def test_report_marks_each_step_and_falls_back_to_ascii_where_symbols_cannot_be_
         local_backend):
     results = run_test(local_backend, api_key=str(uuid.uuid4()))
     utf8 = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
-    ascii_only = io.StringIO()  # no encoding: treated as ASCII
+    ascii_only = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
 
     print_connectivity_test_results(results, file=utf8)
     print_connectivity_test_results(results, file=ascii_only)
@@ -227,8 +227,8 @@ def test_report_marks_each_step_and_falls_back_to_ascii_where_symbols_cannot_be_
     assert "\u2713 1. Configuration" in fancy
     assert "\u2717 3. Token exchange" in fancy
     assert "\u2013 4. Token verified" in fancy
-    plain = ascii_only.getvalue()
-    plain.encode("ascii")
+    ascii_only.seek(0)
+    plain = ascii_only.read()
     assert "[OK] 1. Configuration" in plain and "[NO] 3. Token exchange" in plain
     assert "[--] 6. Test span exported" in plain
     assert "invalid_key (HTTP 403)" in plain

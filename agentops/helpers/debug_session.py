@@ -745,22 +745,4 @@ def print_connectivity_test_results(results: Mapping[str, Any], file: TextIO | N
     except Exception as error:  # a malformed result must not break the caller
         lines = [f"AgentOps Connectivity Test: could not render the result "
                  f"({type(error).__name__}: {error})"]
-    write_text(stream, "\n".join(lines) + "\n")
-
-
-def write_text(stream: TextIO, text: str) -> None:
-    """Write ``text`` to ``stream``, replacing what its encoding cannot carry; never raises:
-    a closed stream or a failing write costs the report, not the program."""
-    try:
-        if not terminal.can_encode(stream, text):
-            # Details quoted from servers may hold characters the console cannot show.
-            encoding = getattr(stream, "encoding", None) or "ascii"
-            try:
-                text = text.encode(encoding, "replace").decode(encoding)
-            except LookupError:
-                text = text.encode("ascii", "replace").decode("ascii")
-        stream.write(text)
-        stream.flush()
-    except Exception:
-        pass
-
+    terminal.write_text(stream, "\n".join(lines) + "\n")
