@@ -756,6 +756,20 @@ class LocalBackend:
             while getattr(self, "_" + knob) and not self._stopping.is_set():
                 self._changed.wait(_HOLD_POLL)
 
+    def _stall(self, handler: _Handler, hang: bool, delay: float, knob: str,
+               record: Callable[[], None]) -> bool:
+        """Apply a hang or delay knob; True when the request must go unanswered (a hung
+        request is recorded on arrival and its connection dropped when released)."""
+        if hang:
+            record()
+            self._hold(knob)
+        else:
+            self._pause(delay)
+            if not self._stopping.is_set():
+                return False
+        handler.close_connection = True
+        return True
+
     def _pause(self, seconds: float) -> None:
         if seconds > 0:
             self._stopping.wait(seconds)
@@ -795,14 +809,7 @@ class LocalBackend:
         record["api_key"] = api_key
         record["api_key_ok"] = key_ok
 
-        if hang:
-            self._record_auth(record)
-            self._hold("auth_hang")
-            handler.close_connection = True
-            return
-        self._pause(delay)
-        if self._stopping.is_set():
-            handler.close_connection = True
+        if self._stall(handler, hang, delay, "auth_hang", lambda: self._record_auth(record)):
             return
 
         with self._lock:
@@ -909,14 +916,7 @@ class LocalBackend:
         with self._lock:
             hang = self._otlp_hang
             delay = self._otlp_delay
-        if hang:
-            self._record_otlp(record)
-            self._hold("otlp_hang")
-            handler.close_connection = True
-            return
-        self._pause(delay)
-        if self._stopping.is_set():
-            handler.close_connection = True
+        if self._stall(handler, hang, delay, "otlp_hang", lambda: self._record_otlp(record)):
             return
 
         with self._lock:
