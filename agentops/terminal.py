@@ -23,9 +23,10 @@ def wants_colour(stream: TextIO, force: bool | None = None) -> bool:
 
 
 def can_encode(stream: TextIO, text: str) -> bool:
-    if isinstance(stream, io.StringIO):  # keeps str as is; it has no encoding
+    encoding = getattr(stream, "encoding", None)
+    if encoding is None and isinstance(stream, io.StringIO):  # keeps str as it is
         return True
-    encoding = getattr(stream, "encoding", None) or "ascii"
+    encoding = encoding or "ascii"
     try:
         codecs.lookup(encoding)
         text.encode(encoding)

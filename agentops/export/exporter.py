@@ -57,6 +57,9 @@ for _name in _OTEL_EXPORT_LOGGERS:
     logging.getLogger(_name).addFilter(_FILTER)
 
 
+EXIT_BUDGET_RAN_OUT = "the exit budget ran out before the batch was delivered"
+
+
 def status_cause(status: int) -> str:
     if status in (401, 403):
         return v.AUTH_REJECTED
@@ -101,6 +104,8 @@ class InstrumentedSpanExporter(SpanExporter):
         """Send with a token; None on success, else (cause, detail)."""
         if self._tracker.wait_for_token(self._hold_deadline()) is None:
             return v.NOT_AUTHENTICATED, self._no_token_detail()
+        if self._stopping.is_set():
+            return v.SHUTDOWN, EXIT_BUDGET_RAN_OUT
         attempt = self._send(spans)
         if attempt is not None and self._honour_retry_after(attempt):
             attempt = self._send(spans)
@@ -150,9 +155,12 @@ class InstrumentedSpanExporter(SpanExporter):
 
     def _cause(self, attempt: Attempt) -> tuple[str, str]:
         where = endpoint_label(self.endpoint)
+        # Once the budget is gone (or the exporter stopped at its end), a batch without an
+        # answer was cut short by the exit, whatever its last attempt met.
+        out_of_time = self._budget.exhausted or self._stopping.is_set()
         if isinstance(attempt.error, ExitBudgetExhausted) or (
-                self._budget.exhausted and attempt.status is None):
-            return v.SHUTDOWN, "the exit budget ran out before the batch was delivered"
+                out_of_time and attempt.status is None):
+            return v.SHUTDOWN, EXIT_BUDGET_RAN_OUT
         if attempt.status is not None and attempt.status >= 300:
             detail = f"HTTP {attempt.status} from {where}"
             if attempt.error_body:
