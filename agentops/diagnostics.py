@@ -143,18 +143,24 @@ def _key(facts: Facts) -> str:
 
 
 def _loss_evidence(facts: Facts, cause: str) -> str:
-    """The latest error detail when it belongs to ``cause``, else the batch count."""
-    stats = facts.stats
-    if stats.get("last_error_cause") == cause and stats.get("last_error"):
-        return f"{stats['last_error']}; last at {_clock(stats.get('last_error_at'))}"
-    batches = stats.get("failed_batches_by_cause", {}).get(cause)
-    return f"{batches} failed batches" if batches else "counted at the span processor"
+    """What this cause last met and since when: its own latest detail, first and last time,
+    and how many batches it cost."""
+    seen = facts.stats.get("causes", {}).get(cause) or {}
+    parts = [seen["last_detail"]] if seen.get("last_detail") else []
+    batches = seen.get("batches") or facts.stats.get("failed_batches_by_cause", {}).get(cause)
+    if batches:
+        parts.append(f"{batches} failed batch" + ("" if batches == 1 else "es"))
+    if seen.get("first_at"):
+        when = f"since {_clock(seen['first_at'])}"
+        if seen.get("last_at") != seen["first_at"]:
+            when += f", last at {_clock(seen.get('last_at'))}"
+        parts.append(when)
+    return "; ".join(parts) or "counted at the span processor"
 
 
 def _last_status(facts: Facts, cause: str) -> int | None:
-    if facts.stats.get("last_error_cause") != cause:
-        return None
-    found = _HTTP_STATUS.match(facts.stats.get("last_error") or "")
+    detail = (facts.stats.get("causes", {}).get(cause) or {}).get("last_detail")
+    found = _HTTP_STATUS.match(detail or "")
     return int(found.group(1)) if found else None
 
 

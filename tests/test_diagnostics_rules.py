@@ -296,7 +296,7 @@ def test_rate_limited_names_429_and_suggests_batching_less_often():
 def test_export_server_error_names_status_and_export_timeout():
     issue, advice = finding_about(lost_to(v.SERVER_ERROR, 6, "HTTP 500 from otlp.agentops.ai:443"),
                                   "server_error")
-    assert "HTTP 500" in issue and "6 spans" in issue and "last at" in issue
+    assert "HTTP 500" in issue and "6 spans" in issue and "since " in issue
     assert "export_timeout 10s" in advice and "service status" in advice
 
 
@@ -367,12 +367,20 @@ def test_every_loss_cause_has_a_rule_and_one_finding_each():
         assert "1 span " in issue and cause in issue
 
 
-def test_evidence_of_an_earlier_cause_is_its_batch_count_when_another_error_came_last():
+def test_evidence_of_an_earlier_cause_keeps_its_own_detail_and_times_when_another_came_last():
     f = facts(stats_snapshot=stats(failures=[(v.SERVER_ERROR, 4, "HTTP 500 from x"),
-                                             (v.SERVER_ERROR, 4, "HTTP 500 from x"),
+                                             (v.SERVER_ERROR, 4, "HTTP 503 from x"),
                                              (v.TIMEOUT, 1, "timed out")]))
     issue, _ = finding_about(f, "server_error")
     assert "8 spans" in issue and "2 failed batches" in issue
+    assert "HTTP 503 from x" in issue and "since " in issue
+
+
+def test_a_413_is_recognised_even_when_another_error_came_last():
+    f = facts(stats_snapshot=stats(failures=[(v.CLIENT_ERROR, 3, "HTTP 413 from x: too large"),
+                                             (v.TIMEOUT, 1, "timed out")]))
+    _, advice = finding_about(f, "client_error")
+    assert "too large" in advice
 
 
 def test_a_faulty_rule_becomes_an_issue_instead_of_an_exception():

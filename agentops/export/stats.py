@@ -27,6 +27,9 @@ class ExportStats:
     failures: int = 0
     failures_by_cause: Counter[str] = field(default_factory=Counter)
     """Batches, by cause (``lost`` counts spans)."""
+    timeline: dict[str, list] = field(default_factory=dict)
+    """cause -> [first time, last time, last detail or None], so every cause can say since
+    when, not only the latest."""
     last_error: str | None = None
     last_error_cause: str | None = None
     last_error_at: float | None = None
@@ -50,9 +53,11 @@ class ExportStats:
             self.spans_made += 1
             if self.closed:
                 self.lost[v.SHUTDOWN] += 1
+                self._seen(v.SHUTDOWN, None)
                 return False
             if self.queued >= capacity:
                 self.lost[v.QUEUE_OVERFLOW] += 1
+                self._seen(v.QUEUE_OVERFLOW, None)
                 return False
             self.queued += 1
             return True
@@ -80,13 +85,25 @@ class ExportStats:
             self.failures_by_cause[cause] += 1
             self.lost[cause] += spans
             self.last_error, self.last_error_cause = detail, cause
-            self.last_error_at = time.time()
+            self.last_error_at = self._seen(cause, detail)
             self.last_result_ok = False
 
     def spans_lost(self, cause: str, spans: int = 1) -> None:
         """Spans that never reached an export attempt (queue overflow, exit)."""
         with self._lock:
             self.lost[cause] += spans
+            self._seen(cause, None)
+
+    def _seen(self, cause: str, detail: str | None) -> float:
+        now = time.time()
+        entry = self.timeline.get(cause)
+        if entry is None:
+            self.timeline[cause] = [now, now, detail]
+        else:
+            entry[1] = now
+            if detail is not None:
+                entry[2] = detail
+        return now
 
     def http_response(self, status: int | None, latency: float) -> None:
         with self._lock:
@@ -105,6 +122,7 @@ class ExportStats:
             pending = self.spans_made - self.spans_exported - sum(self.lost.values())
             if pending > 0:
                 self.lost[cause] += pending
+                self._seen(cause, None)
             self.closed = True
             return max(pending, 0)
 
@@ -132,6 +150,11 @@ class ExportStats:
                 "spans_pending": self.spans_made - self.spans_exported - lost,
                 "failures_by_cause": {cause: n for cause, n in sorted(self.lost.items()) if n},
                 "failed_batches_by_cause": dict(sorted(self.failures_by_cause.items())),
+                "causes": {cause: {"spans": self.lost[cause],
+                                   "batches": self.failures_by_cause.get(cause, 0),
+                                   "first_at": iso(first), "last_at": iso(last),
+                                   "last_detail": detail}
+                           for cause, (first, last, detail) in sorted(self.timeline.items())},
                 "last_error": self.last_error,
                 "last_error_cause": self.last_error_cause,
                 "last_error_at": iso(self.last_error_at),
