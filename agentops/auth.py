@@ -151,8 +151,9 @@ class AuthTracker:
                 return False
             transient = outcome.reason in v.TRANSIENT_AUTH_REASONS
             self.retrying = transient
-            if self._token is None or not transient:
-                self._token = None if not transient else self._token
+            if not transient:  # the key itself is refused: a held token is no longer trusted
+                self._token = None
+            if self._token is None:
                 self._set_state(v.FAILED, outcome.reason)
             self._cond.notify_all()
         self._warn_failure(outcome, transient)

@@ -49,6 +49,7 @@ class Client:
             max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, config.max_queue_size))
         self.processor = AccountingSpanProcessor(batch, self.stats, config.max_queue_size)
         self.traces: list[TraceContext] = []
+        self._unannounced: list[TraceContext] = []
         self.closed = False
         self._lock = threading.Lock()
         self._close_requested = threading.Event()
@@ -91,6 +92,8 @@ class Client:
     def _announce(self, trace_context: TraceContext) -> None:
         """Log the URL line once the auth outcome is known, never green before a token is
         held; waiting happens off the caller's thread."""
+        with self._lock:
+            self._unannounced.append(trace_context)
         if self.tracker.state != v.PENDING:
             self._log_url(trace_context)
             return
@@ -103,6 +106,11 @@ class Client:
         threading.Thread(target=wait_then_log, name="agentops-url", daemon=True).start()
 
     def _log_url(self, trace_context: TraceContext) -> None:
+        """Log the line once: by its waiter, or at exit if the program ends first."""
+        with self._lock:
+            if trace_context not in self._unannounced:
+                return
+            self._unannounced.remove(trace_context)
         line = url_line(trace_context.url, trace_context.name, self.tracker.snapshot(),
                         self.config.auth_timeout, log_stream())
         logger.info(line)
@@ -136,6 +144,8 @@ class Client:
             self._close_done.wait(0.1)
         self.stats.close(v.SHUTDOWN)
         self.tracker.close()
+        for trace_context in list(self._unannounced):
+            self._log_url(trace_context)
         if self.router.target is self.processor:
             self.router.target = None
         self._log_exit_summary()
@@ -151,6 +161,7 @@ class Client:
         """In a forked child: this client now describes the child's own spans."""
         self._lock = threading.Lock()
         self.traces = []
+        self._unannounced = []
         self.stats.after_fork()
         self.loss_log.after_fork()
         for session in (self.exporter.session, self.api.session if self.api else None):

@@ -201,3 +201,12 @@ def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend
         assert state == "authenticated" and float(seconds) >= 1.0
     else:
         assert state == "pending" and float(seconds) < 1.0
+
+
+def test_program_ending_before_authentication_still_prints_its_url_line(local_backend):
+    local_backend.auth_delay = 5.0
+    code = "import agentops; agentops.init(shutdown_timeout=0.5)"
+    run = run_python(code, env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    lines = url_lines(run.stderr)
+    assert len(lines) == 1 and "not complete" in lines[0] and "\U0001f7e2" not in lines[0]
