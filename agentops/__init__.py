@@ -29,7 +29,8 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
          log_level: str | int | None = None, fail_safe: bool | None = None,
          log_session_replay_url: bool | None = None, instrument_llm_calls: bool | None = None,
          wait_for_auth: bool | None = None, auth_timeout: float | None = None,
-         shutdown_timeout: float | None = None, **kwargs: Any) -> Client | None:
+         shutdown_timeout: float | None = None, export_timeout: float | None = None,
+         **kwargs: Any) -> Client | None:
     """Configure the SDK, start authenticating in the background and, unless
     ``auto_start_session`` is false, start a session trace.
 
@@ -42,9 +43,6 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
     """
     arguments = {name: value for name, value in locals().items()
                  if name != "kwargs" and value is not None}
-    export_timeout = kwargs.pop("export_timeout", None)
-    if export_timeout is not None:
-        arguments["export_timeout"] = export_timeout
     config = Config.resolve(**arguments)
     try:
         return _init(config, kwargs)
