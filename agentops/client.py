@@ -24,7 +24,7 @@ from agentops.export.session import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url, url_line
 from agentops.log import log_stream
-from agentops.tracing import TraceContext, install_router
+from agentops.tracing import TraceContext, install_router, samples_every_span
 
 logger = logging.getLogger("agentops")
 
@@ -47,14 +47,15 @@ class Client:
             self.exporter, max_queue_size=config.max_queue_size,
             schedule_delay_millis=config.max_wait_time,
             max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, config.max_queue_size))
-        self.processor = AccountingSpanProcessor(batch, self.stats, config.max_queue_size)
+        self.router, self.provider = install_router()
+        self.processor = AccountingSpanProcessor(batch, self.stats, config.max_queue_size,
+                                                 check_sampled=not samples_every_span())
         self.traces: list[TraceContext] = []
         self._unannounced: list[TraceContext] = []
         self.closed = False
         self._lock = threading.Lock()
         self._close_requested = threading.Event()
         self._close_done = threading.Event()
-        self.router, self.provider = install_router()
         self.tracer = self.provider.get_tracer("agentops")
 
     def start(self) -> None:

@@ -34,16 +34,25 @@ class SpanRouter(SpanProcessor):
     """Forwards to the current client's processor, or nowhere before init."""
 
     def __init__(self) -> None:
-        self.target: SpanProcessor | None = None
+        self._target: SpanProcessor | None = None
+
+    @property
+    def target(self) -> SpanProcessor | None:
+        return self._target
+
+    @target.setter
+    def target(self, processor: SpanProcessor | None) -> None:
+        self._target = processor
+        # The provider calls on_end for every span: binding the target's own method here
+        # keeps the router's frame off that path.
+        self.on_end = processor.on_end if processor is not None else _ignore  # type: ignore[method-assign]
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         # The batch processor behind the target ignores span starts: skip the calls.
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
-        target = self.target
-        if target is not None:
-            target.on_end(span)
+        pass  # replaced per instance by the target's on_end
 
     def shutdown(self) -> None:
         # The provider's own shutdown (at exit, by the user) must not outrun the client's
@@ -51,8 +60,12 @@ class SpanRouter(SpanProcessor):
         pass
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        target = self.target
+        target = self._target
         return target.force_flush(timeout_millis) if target is not None else True
+
+
+def _ignore(span: ReadableSpan) -> None:
+    pass
 
 
 class _Installation:
@@ -60,7 +73,7 @@ class _Installation:
         self.lock = threading.Lock()
         self.router: SpanRouter | None = None
         self.provider: trace.TracerProvider | None = None
-        self.ours = False
+        self.samples_every_span = False
 
 
 _installed = _Installation()
@@ -79,8 +92,9 @@ def install_router() -> tuple[SpanRouter, trace.TracerProvider]:
             logger.info("An OpenTelemetry TracerProvider is already set; AgentOps added its "
                         "span processor to it instead of replacing it")
         else:
+            sampler = _sampler()
             ours = TracerProvider(resource=Resource.create({"service.name": "agentops"}),
-                                  sampler=_sampler(), shutdown_on_exit=False)
+                                  sampler=sampler, shutdown_on_exit=False)
             ours.add_span_processor(router)
             provider = ours
             if isinstance(current, trace.ProxyTracerProvider):
@@ -89,9 +103,15 @@ def install_router() -> tuple[SpanRouter, trace.TracerProvider]:
                 logger.warning("The global tracer provider is a %s, not an OpenTelemetry SDK "
                                "TracerProvider: only spans made with AgentOps' tracer are "
                                "exported", type(current).__name__)
-            _installed.ours = True
+            _installed.samples_every_span = sampler is ALWAYS_ON
         _installed.router, _installed.provider = router, provider
         return router, provider
+
+
+def samples_every_span() -> bool:
+    """True when the installed provider is ours with no sampler chosen: every span that
+    ends is sampled, so processors need not check."""
+    return _installed.samples_every_span
 
 
 def _sampler() -> Sampler | None:

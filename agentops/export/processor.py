@@ -15,16 +15,19 @@ from agentops.export.stats import ExportStats
 
 
 class AccountingSpanProcessor(SpanProcessor):
-    def __init__(self, delegate: BatchSpanProcessor, stats: ExportStats, capacity: int) -> None:
+    def __init__(self, delegate: BatchSpanProcessor, stats: ExportStats, capacity: int,
+                 check_sampled: bool = True) -> None:
         self._delegate = delegate
         self._stats = stats
         self._capacity = capacity
+        self._check_sampled = check_sampled
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         pass  # BatchSpanProcessor does nothing at span start
 
     def on_end(self, span: ReadableSpan) -> None:
-        if not span.context.trace_flags.sampled:
+        # Unsampled spans are dropped by the batch processor and are not ours to count.
+        if self._check_sampled and not span.context.trace_flags.sampled:
             return
         if self._stats.span_finished(self._capacity):
             self._delegate.on_end(span)
