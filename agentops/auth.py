@@ -30,8 +30,9 @@ RETRY_CAP = 30.0
 REFRESH_COOLDOWN = 5.0
 """After a failed refresh, callers with the same stale token reuse the outcome this long."""
 
-AUTH_FAILED_MESSAGE = ("Authentication failed - invalid API key or network issue. "
-                       "Session data will not reach backend.")
+AUTH_FAILED = "Authentication failed - invalid API key or network issue"
+NOT_REACHING = "Session data will not reach backend"
+AUTH_FAILED_MESSAGE = f"{AUTH_FAILED}. {NOT_REACHING}."
 
 
 def iso(timestamp: float | None) -> str | None:

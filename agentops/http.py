@@ -28,11 +28,16 @@ def redact(text: str | None, api_key: str | None = None) -> str | None:
     return text
 
 
+def host_port(url: str) -> tuple[str, int]:
+    """The host and port a URL connects to, the scheme's default port when none is given."""
+    parts = urlsplit(url)
+    return parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def endpoint_label(url: str) -> str:
     """host:port of a URL, the form diagnoses name endpoints in."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
+    host, port = host_port(url)
+    return f"{host}:{port}"
 
 
 def exception_cause(error: BaseException, url: str | None = None) -> tuple[str, str]:

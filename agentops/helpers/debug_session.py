@@ -32,14 +32,15 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from agentops import terminal
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
-from agentops.auth import AuthTracker, iso
+from agentops.auth import AUTH_FAILED, NOT_REACHING, AuthTracker, iso
 from agentops.config import Config, is_loopback
+from agentops.diagnostics import CHECK_KEY
 from agentops.export.exporter import InstrumentedSpanExporter
 from agentops.export.loss_log import LossLog
 from agentops.export.session import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url
-from agentops.http import endpoint_label, exception_cause
+from agentops.http import endpoint_label, exception_cause, host_port
 
 __all__ = ["test_session_connectivity", "print_connectivity_test_results", "resolve_settings"]
 
@@ -67,9 +68,6 @@ GRACE = 0.25
 
 NO_KEY = ("no API key: pass api_key or set AGENTOPS_API_KEY (your project's settings in the "
           "AgentOps dashboard show it)")
-CHECK_KEY = "Check if API key is valid and network connectivity is working"
-AUTH_FAILED = "Authentication failed - invalid API key or network issue"
-NOT_REACHING = "Session data will not reach backend"
 
 T = TypeVar("T")
 
@@ -279,15 +277,12 @@ def _probe(name: str, url: str, deadline: _Deadline) -> dict[str, Any]:
     """
     started = time.monotonic()
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    host, port = host_port(url)
     proxy, verify = _requests_settings(url)
     facts: dict[str, Any] = {"url": url, "endpoint": endpoint_label(url), "substeps": []}
     connect_host, connect_port = host, port
     if proxy:
-        proxy_parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        connect_host = proxy_parts.hostname or ""
-        connect_port = proxy_parts.port or (443 if proxy_parts.scheme == "https" else 80)
+        connect_host, connect_port = host_port(proxy if "://" in proxy else f"http://{proxy}")
         facts["proxy"] = mask_url_credentials(proxy)
     substeps: list[dict[str, Any]] = facts["substeps"]
     what = "proxy " if proxy else ""
