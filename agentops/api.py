@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
 import requests
 
 from agentops import vocabulary as v
-from agentops.http import BodyTooLarge, exception_cause, read_capped, redact
+from agentops.http import BodyTooLarge, exception_cause, parse_retry_after, read_capped, redact
 
 MAX_BODY_BYTES = 64 * 1024
 USER_AGENT = "agentops-python"
@@ -31,6 +32,8 @@ class TokenOutcome:
     expires_at: float | None = None
     """The token's ``exp`` claim (seconds since the epoch)."""
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
+    retry_after: float | None = None
+    """Seconds the API asked to wait before the next request (429/503 ``Retry-After``)."""
 
     @property
     def ok(self) -> bool:
@@ -39,12 +42,33 @@ class TokenOutcome:
 
 def token_claims(token: str) -> dict[str, Any]:
     """The JWT's claims, read without verifying the signature (the client has no key)."""
-    import jwt  # imported on first use: the token arrives on a background thread
-
     claims = jwt.decode(token, options={"verify_signature": False})
     if not isinstance(claims, dict):
         raise ValueError("claims are not an object")
     return claims
+
+
+LATEST_EXPIRY = 253402300799.0
+"""9999-12-31T23:59:59Z: an ``exp`` beyond it is not seconds since the epoch (milliseconds,
+say) and is treated as unknown."""
+
+
+def expiry(exp: Any) -> float | None:
+    """The ``exp`` claim as seconds since the epoch, or None when it is absent or not a
+    plausible time (NaN, infinite, negative, in milliseconds, not a number)."""
+    if isinstance(exp, bool) or not isinstance(exp, (int, float)):
+        return None
+    try:
+        seconds = float(exp)
+    except OverflowError:
+        return None
+    if not 0 < seconds <= LATEST_EXPIRY:  # also refuses NaN
+        return None
+    return seconds
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def error_text(body: bytes, api_key: str | None = None) -> str:
@@ -109,8 +133,14 @@ class AgentOpsAPI:
             return TokenOutcome(v.INVALID_KEY_FORMAT, status, error_text(body, api_key))
         if status in (401, 403):
             return TokenOutcome(v.INVALID_KEY, status, error_text(body, api_key))
+        if status == 429:
+            return TokenOutcome(v.RATE_LIMITED, status, error_text(body, api_key),
+                                retry_after=_retry_after(response))
+        if status == 408:
+            return TokenOutcome(v.TIMEOUT, status, "the API timed out waiting for the request")
         if status >= 500:
-            return TokenOutcome(v.SERVER_ERROR, status, error_text(body, api_key))
+            return TokenOutcome(v.SERVER_ERROR, status, error_text(body, api_key),
+                                retry_after=_retry_after(response))
         if 300 <= status < 400:
             where = response.headers.get("Location", "nowhere")
             return TokenOutcome(v.UNEXPECTED_STATUS, status, f"redirected to {where[:120]}")
@@ -129,11 +159,7 @@ class AgentOpsAPI:
             claims = token_claims(token)
         except Exception:
             return TokenOutcome(v.BAD_RESPONSE, status, "the token in the response is not a JWT")
-        try:
-            exp = claims.get("exp")
-            expires_at = float(exp) if isinstance(exp, (int, float)) else None
-        except OverflowError:
-            return TokenOutcome(v.BAD_RESPONSE, status, "the token's exp claim is not a time")
+        expires_at = expiry(claims.get("exp"))
         project_id = data.get("project_id") or claims.get("project_id")
         return TokenOutcome(None, status, "token issued", token=token,
                             project_id=str(project_id) if project_id else None,

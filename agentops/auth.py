@@ -13,6 +13,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -27,6 +28,8 @@ REFRESH_MARGIN = 60.0
 """Seconds before ``exp`` at which a held token is replaced (half its lifetime for tokens
 that live less than two minutes, so a short-lived token is not replaced on every use)."""
 RETRY_CAP = 30.0
+MAX_RETRY_AFTER = 300.0
+"""Longest ``Retry-After`` from the token endpoint that is honoured as asked."""
 REFRESH_COOLDOWN = 5.0
 """After a failed refresh, callers with the same stale token reuse the outcome this long."""
 
@@ -58,6 +61,8 @@ class AuthSnapshot:
     retrying: bool
     endpoint: str | None
     request_timeout: float = REQUEST_TIMEOUT
+    clock_skew_s: float | None = None
+    last_refresh_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +95,12 @@ class AuthTracker:
         self.since = time.time()
         self._started_at = time.monotonic()
         self._thread: threading.Thread | None = None
+        self.on_first_token: list[Callable[[], None]] = []
+        """Called on the authentication thread once the first token is held."""
+        self.clock_skew: float | None = None
+        """Seconds a freshly issued token looked past its refresh time by the local clock
+        (its ``exp`` is then not used to schedule refreshes); None when consistent."""
+        self.last_refresh_error: str | None = None
         if key_error:
             self.state, self.reason, self.detail = v.FAILED, v.INVALID_KEY_FORMAT, key_error
 
@@ -122,10 +133,16 @@ class AuthTracker:
         while not self._stop.is_set():
             outcome = self._api.fetch_token(self._api_key, self.request_timeout)  # type: ignore[union-attr, arg-type]
             transient = self._apply(outcome)
+            if outcome.ok:
+                for callback in self.on_first_token:
+                    callback()
+                return
             if not transient:
                 return
             failures += 1
             delay = min(RETRY_CAP, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            if outcome.retry_after is not None:
+                delay = max(delay, min(outcome.retry_after, MAX_RETRY_AFTER))
             self._stop.wait(delay)
 
     def _apply(self, outcome: TokenOutcome) -> bool:
@@ -138,9 +155,8 @@ class AuthTracker:
                 recovered = self.state == v.FAILED
                 self._token = outcome.token
                 self._expires_at = outcome.expires_at
-                if outcome.expires_at is not None:
-                    lifetime = max(0.0, outcome.expires_at - time.time())
-                    self._refresh_at = outcome.expires_at - min(REFRESH_MARGIN, lifetime / 2)
+                self._refresh_at = self._schedule_refresh(outcome.expires_at)
+                self.last_refresh_error = None
                 self.project_id = outcome.project_id or self.project_id
                 self._set_state(v.AUTHENTICATED, None)
                 self.authenticated_at = time.time()
@@ -152,13 +168,37 @@ class AuthTracker:
                 return False
             transient = outcome.reason in v.TRANSIENT_AUTH_REASONS
             self.retrying = transient
-            if not transient:  # the key itself is refused: a held token is no longer trusted
+            if self._token is not None and not self._token_expired():
+                # A failed refresh keeps a token the receiver still accepts.
+                self.last_refresh_error = f"{outcome.reason}: {outcome.detail}"
+            else:
                 self._token = None
             if self._token is None:
                 self._set_state(v.FAILED, outcome.reason)
             self._cond.notify_all()
         self._warn_failure(outcome, transient)
         return transient
+
+    def _schedule_refresh(self, expires_at: float | None) -> float | None:
+        """When to replace a new token: ``REFRESH_MARGIN`` before ``exp`` (half its lifetime
+        if shorter). None when ``exp`` is unknown, or when by the local clock the token is due
+        already: a clock ahead of the issuer's would otherwise refresh on every export, so
+        such a token is replaced only when the receiver rejects it."""
+        if expires_at is None:
+            self.clock_skew = None
+            return None
+        now = time.time()
+        lifetime = expires_at - now
+        if lifetime <= 0:
+            self.clock_skew = -lifetime
+            return None
+        self.clock_skew = None
+        return expires_at - min(REFRESH_MARGIN, lifetime / 2)
+
+    def _token_expired(self) -> bool:
+        if self._expires_at is None or self.clock_skew is not None:
+            return False  # unknown: the receiver decides
+        return time.time() >= self._expires_at
 
     def _set_state(self, state: str, reason: str | None) -> None:
         if state != self.state or reason != self.reason:
@@ -212,16 +252,22 @@ class AuthTracker:
     def has_token(self) -> bool:
         return self._token is not None
 
-    def current_token(self) -> str | None:
-        """The token to send now, refreshed first when it is close to ``exp``."""
+    def current_token(self, timeout: float | None = None) -> str | None:
+        """The token to send now, refreshed first (within ``timeout`` seconds) when it is
+        close to ``exp``."""
         token, refresh_at = self._token, self._refresh_at
         if token is not None and refresh_at is not None and time.time() >= refresh_at:
-            return self.refresh(token)
+            return self.refresh(token, timeout)
         return token
 
-    def refresh(self, stale: str) -> str | None:
-        """Replace ``stale`` with a new token. Concurrent callers share one request."""
-        with self._refresh_lock:
+    def refresh(self, stale: str, timeout: float | None = None) -> str | None:
+        """Replace ``stale`` with a new token within ``timeout`` seconds (default the request
+        timeout); concurrent callers share one request. A failed refresh keeps ``stale``
+        while it has not expired."""
+        limit = self.request_timeout if timeout is None else min(timeout, self.request_timeout)
+        if limit <= 0 or not self._refresh_lock.acquire(timeout=limit):
+            return self._token
+        try:
             if self._token is not stale:
                 return self._token
             if self._failed_refresh and self._failed_refresh[0] is stale and (
@@ -229,11 +275,13 @@ class AuthTracker:
                 return self._token
             if self._api is None or not self._api_key:
                 return self._token
-            outcome = self._api.fetch_token(self._api_key, self.request_timeout)
+            outcome = self._api.fetch_token(self._api_key, limit)
             self._apply(outcome)
             if not outcome.ok:
                 self._failed_refresh = (stale, time.monotonic())
             return self._token
+        finally:
+            self._refresh_lock.release()
 
     def snapshot(self) -> AuthSnapshot:
         with self._cond:
@@ -244,4 +292,6 @@ class AuthTracker:
                 token_expires_at=iso(self._expires_at), project_id=self.project_id,
                 has_token=self._token is not None, retrying=self.retrying,
                 endpoint=self._api.token_url if self._api else None,
-                request_timeout=self.request_timeout)
+                request_timeout=self.request_timeout,
+                clock_skew_s=None if self.clock_skew is None else round(self.clock_skew, 1),
+                last_refresh_error=self.last_refresh_error)

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -20,7 +21,8 @@ from agentops.config import Config
 from agentops.export.exporter import InstrumentedSpanExporter
 from agentops.export.loss_log import LossLog, exit_summary
 from agentops.export.processor import AccountingSpanProcessor
-from agentops.export.session import ExitBudget
+from agentops.export.receiver import ReceiverStatus
+from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url, url_line
 from agentops.log import log_stream
@@ -40,9 +42,11 @@ class Client:
         self.stats = ExportStats()
         self.loss_log = LossLog()
         self.budget = ExitBudget()
+        self.receiver = ReceiverStatus()
         self.exporter = InstrumentedSpanExporter(
             config.exporter_endpoint, self.tracker, self.stats, self.loss_log,
-            timeout=config.export_timeout, budget=self.budget)
+            timeout=config.export_timeout, budget=self.budget, receiver=self.receiver)
+        self.tracker.on_first_token.append(self._check_receiver)
         batch = BatchSpanProcessor(
             self.exporter, max_queue_size=config.max_queue_size,
             schedule_delay_millis=config.max_wait_time,
@@ -57,6 +61,10 @@ class Client:
         self._close_requested = threading.Event()
         self._close_done = threading.Event()
         self.tracer = self.provider.get_tracer("agentops")
+
+    def _check_receiver(self) -> None:
+        """Runs on the authentication thread once the first token is held."""
+        self.receiver.check(self.exporter.loop, time.monotonic() + self.config.export_timeout)
 
     def start(self) -> None:
         self.tracker.start()
@@ -95,12 +103,15 @@ class Client:
         held; waiting happens off the caller's thread."""
         with self._lock:
             self._unannounced.append(trace_context)
-        if self.tracker.state != v.PENDING:
+        if self.tracker.state != v.PENDING and self.receiver.state not in (v.UNCHECKED,
+                                                                            v.CHECKING):
             self._log_url(trace_context)
             return
 
         def wait_then_log() -> None:
-            self.tracker.wait(self.config.auth_timeout)
+            until = time.monotonic() + self.config.auth_timeout
+            if self.tracker.wait(self.config.auth_timeout) == v.AUTHENTICATED:
+                self.receiver.wait(until - time.monotonic())
             self.tracker.warn_timeout()
             self._log_url(trace_context)
 
@@ -113,7 +124,7 @@ class Client:
                 return
             self._unannounced.remove(trace_context)
         line = url_line(trace_context.url, trace_context.name, self.tracker.snapshot(),
-                        self.config.auth_timeout, log_stream())
+                        self.receiver.snapshot(), self.config.auth_timeout, log_stream())
         logger.info(line)
 
     # -- exit --------------------------------------------------------------------------
@@ -140,11 +151,12 @@ class Client:
         self.end_trace(end_state=end_state)
         self.budget.begin(budget)
         self._close_requested.set()
-        if not self._close_done.wait(max(0.0, budget - 0.1)):
-            self.exporter.shutdown()  # interrupts OpenTelemetry's retry waits
-            self._close_done.wait(0.1)
+        self._close_done.wait(max(0.0, budget))
         self.stats.close(v.SHUTDOWN)
         self.tracker.close()
+        self.exporter.shutdown()
+        if self.api is not None:
+            self.api.session.close()
         for trace_context in list(self._unannounced):
             self._log_url(trace_context)
         if self.router.target is self.processor:
@@ -165,7 +177,8 @@ class Client:
         self._unannounced = []
         self.stats.after_fork()
         self.loss_log.after_fork()
-        for session in (self.exporter.session, self.api.session if self.api else None):
+        self.receiver.after_fork()
+        for session in (self.exporter.loop.session, self.api.session if self.api else None):
             if session is not None:
                 # Pooled sockets are shared with the parent; new adapters open new ones.
                 session.mount("https://", HTTPAdapter())

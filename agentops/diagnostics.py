@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -39,8 +38,6 @@ CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CE
 DASHBOARD_KEY_HINT = ("copy it again from your project's settings in the AgentOps dashboard "
                       "and set AGENTOPS_API_KEY or pass api_key to agentops.init()")
 
-_HTTP_STATUS = re.compile(r"HTTP (\d{3})")
-
 _AUTH_FIELDS = tuple(f.name for f in fields(AuthSnapshot))
 """Its fields are plain values: a shallow copy is the same dict as ``asdict`` at a
 fraction of its cost."""
@@ -57,6 +54,8 @@ class Facts:
     stats: Mapping[str, Any]
     """``ExportStats.snapshot()``."""
     config: Config
+    receiver: Mapping[str, Any] = field(default_factory=dict)
+    """``ReceiverStatus.snapshot()``."""
     environ: Mapping[str, str] = field(default_factory=dict)
     now: float = field(default_factory=time.time)
 
@@ -158,12 +157,6 @@ def _loss_evidence(facts: Facts, cause: str) -> str:
     return "; ".join(parts) or "counted at the span processor"
 
 
-def _last_status(facts: Facts, cause: str) -> int | None:
-    detail = (facts.stats.get("causes", {}).get(cause) or {}).get("last_detail")
-    found = _HTTP_STATUS.match(detail or "")
-    return int(found.group(1)) if found else None
-
-
 # -- authentication rules ----------------------------------------------------------------
 
 def _invalid_key_format(facts: Facts) -> Finding:
@@ -237,6 +230,14 @@ def _unexpected_status(facts: Facts) -> Finding:
             f"http instead of https, an extra path, or a proxy in between")
 
 
+def _auth_rate_limited(facts: Facts) -> Finding:
+    where = _api(facts)
+    return (f"The AgentOps API at {where} is rate limiting token requests (rate_limited, "
+            f"HTTP {facts.auth.http_status}: {facts.auth.detail}; {_auth_tail(facts)})",
+            "The SDK waits as the API asks (Retry-After) and retries in the background; if "
+            "many processes start at once, stagger their start")
+
+
 AUTH_FAILURE_RULES: dict[str, Callable[[Facts], Finding]] = {
     v.INVALID_KEY_FORMAT: _invalid_key_format,
     v.INVALID_KEY: _invalid_key,
@@ -246,6 +247,7 @@ AUTH_FAILURE_RULES: dict[str, Callable[[Facts], Finding]] = {
     v.TIMEOUT: _auth_timeout,
     v.TLS_ERROR: _auth_tls_error,
     v.UNEXPECTED_STATUS: _unexpected_status,
+    v.RATE_LIMITED: _auth_rate_limited,
 }
 
 
@@ -360,10 +362,6 @@ def lost_client_error(facts: Facts) -> Finding | None:
         return None
     issue = (f"{_spans(count)} refused by the OTLP receiver at {_otlp(facts)} (client_error: "
              f"{_loss_evidence(facts, v.CLIENT_ERROR)})")
-    if _last_status(facts, v.CLIENT_ERROR) == 413:
-        return (issue, f"The batch is too large: lower max_queue_size (now "
-                       f"{facts.config.max_queue_size}; a batch holds at most 512 spans and "
-                       f"never more than max_queue_size) or put less data in span attributes")
     return (issue, f"Check that exporter_endpoint {facts.config.exporter_endpoint} is the "
                    f"AgentOps OTLP/HTTP traces URL (.../v1/traces)")
 
@@ -398,6 +396,61 @@ def lost_tls_error(facts: Facts) -> Finding | None:
     return (f"{_spans(count)} not sent: TLS handshake with the OTLP receiver at "
             f"{_otlp(facts)} failed (tls_error: {_loss_evidence(facts, v.TLS_ERROR)})",
             f"A certificate problem: {_ca_hint(facts)}")
+
+
+def lost_rejected_by_receiver(facts: Facts) -> Finding | None:
+    count = facts.lost(v.REJECTED_BY_RECEIVER)
+    if not count:
+        return None
+    return (f"{_spans(count)} rejected by the OTLP receiver at {_otlp(facts)} although it "
+            f"accepted the request (rejected_by_receiver: "
+            f"{_loss_evidence(facts, v.REJECTED_BY_RECEIVER)})",
+            "The receiver's message says why (partial_success): usually spans too old, "
+            "malformed attributes or a project limit; fix what it names")
+
+
+def lost_unexpected_status(facts: Facts) -> Finding | None:
+    count = facts.lost(v.UNEXPECTED_STATUS)
+    if not count:
+        return None
+    return (f"{_spans(count)} not delivered: the OTLP receiver at {_otlp(facts)} answered "
+            f"with a status that is not an answer to an export (unexpected_status: "
+            f"{_loss_evidence(facts, v.UNEXPECTED_STATUS)})",
+            f"Redirects are not followed (the token must not reach another host): set "
+            f"exporter_endpoint (now {facts.config.exporter_endpoint}) to the final URL, "
+            f"usually https:// instead of http://")
+
+
+def lost_too_large(facts: Facts) -> Finding | None:
+    count = facts.lost(v.TOO_LARGE)
+    if not count:
+        return None
+    return (f"{_spans(count)} refused as too large even when sent alone (too_large: "
+            f"{_loss_evidence(facts, v.TOO_LARGE)})",
+            "Put less data in that span's attributes or events (large prompts, documents, "
+            "images): the receiver limits the size of one request")
+
+
+def receiver_not_accepting(facts: Facts) -> Finding | None:
+    """The receiver check, before any batch names the problem with lost spans."""
+    r = facts.receiver
+    state, cause = r.get("state"), r.get("cause")
+    if state not in (v.REJECTING, v.UNREACHABLE, v.FAILING) or facts.lost(cause or ""):
+        return None
+    status = f"HTTP {r['http_status']}, " if r.get("http_status") else ""
+    issue = (f"The OTLP receiver at {_otlp(facts)} is {state} ({cause}: {status}"
+             f"{r.get('detail')}; checked at {_clock(r.get('checked_at'))}): "
+             f"Session data will not reach backend")
+    if state == v.REJECTING:
+        return (issue, f"The receiver refuses the token the API issued: check that "
+                       f"exporter_endpoint {facts.config.exporter_endpoint} and endpoint "
+                       f"{facts.config.endpoint} belong to the same AgentOps deployment")
+    if state == v.UNREACHABLE:
+        where = _otlp(facts)
+        return (issue, f"Check that {where} is reachable from this machine (DNS, firewall, "
+                       f"exporter_endpoint){_proxy_hint(facts, where)}")
+    return (issue, f"Check that exporter_endpoint {facts.config.exporter_endpoint} is the "
+                   f"AgentOps OTLP/HTTP traces URL (.../v1/traces)")
 
 
 def lost_queue_overflow(facts: Facts) -> Finding | None:
@@ -452,6 +505,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     (v.QUEUE_OVERFLOW, lost_queue_overflow),
     (v.SHUTDOWN, lost_shutdown),
     (v.INTERNAL_ERROR, lost_internal_error),
+    (v.REJECTED_BY_RECEIVER, lost_rejected_by_receiver),
+    (v.UNEXPECTED_STATUS, lost_unexpected_status),
+    (v.TOO_LARGE, lost_too_large),
+    ("receiver", receiver_not_accepting),
 )
 """Evaluated in this order: the quoted sentences first, then authentication, then losses
 in the order of the vocabulary."""
@@ -482,10 +539,20 @@ def status_line(facts: Facts) -> str:
         return (f"Authentication in progress ({age:.1f}s so far): spans are held up to "
                 f"auth_timeout {_seconds(facts.config.auth_timeout)} for the token; "
                 f"check again shortly")
+    if facts.auth.state == v.AUTHENTICATED and facts.receiver.get("state") != v.ACCEPTING:
+        return (f"Authenticated; the OTLP receiver at {_otlp(facts)} has not confirmed it "
+                f"accepts the token yet ({facts.receiver.get('state')}): check again shortly")
     return HEALTHY
 
 
 # -- collecting ----------------------------------------------------------------------------
+
+def exporter_healthy(facts: Facts) -> bool:
+    """A token is held, the receiver has accepted it (the receiver check or a batch), and
+    the latest finished export succeeded."""
+    return (facts.auth.has_token and facts.receiver.get("state") == v.ACCEPTING
+            and facts.stats.get("last_result_ok") is not False)
+
 
 def collect(client: Client, environ: Mapping[str, str] | None = None,
             now: float | None = None) -> Facts:
@@ -497,6 +564,7 @@ def collect(client: Client, environ: Mapping[str, str] | None = None,
     stats = client.stats.snapshot()
     stats["last_error"] = redact(stats["last_error"], key)
     return Facts(auth=auth, stats=stats, config=client.config,
+                 receiver=client.receiver.snapshot(),
                  environ=os.environ if environ is None else environ,
                  now=time.time() if now is None else now)
 
@@ -520,9 +588,10 @@ def diagnose(client: Client | None) -> dict[str, Any]:
         "has_api_key": bool(config.api_key or config.api_key_error),
         "has_auth_token": facts.auth.has_token,
         "active_traces": len(client.traces),
-        "exporter_healthy": facts.auth.has_token and facts.stats["last_result_ok"] is not False,
+        "exporter_healthy": exporter_healthy(facts),
         "export_stats": facts.stats,
         "auth": {name: getattr(facts.auth, name) for name in _AUTH_FIELDS},
+        "receiver": dict(facts.receiver),
         "config": config.public(),
         "issues": issues,
         "recommendations": recommendations,

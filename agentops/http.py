@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -40,6 +41,17 @@ def endpoint_label(url: str) -> str:
     return f"{host}:{port}"
 
 
+def host_label(url: str) -> str:
+    """host:port of a URL from a server (a ``Location`` header): never its path, query or
+    userinfo, which may carry secrets; "the same host" for a relative reference."""
+    try:
+        if not urlsplit(url).hostname:
+            return "a path on the same host"
+        return endpoint_label(url)
+    except ValueError:
+        return "an invalid URL"
+
+
 def exception_cause(error: BaseException, url: str | None = None) -> tuple[str, str]:
     """(cause, short detail) for an exception raised by a requests call.
 
@@ -72,6 +84,22 @@ def _innermost(error: BaseException) -> str:
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "connection closed by the server"
     return text[:160]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds from now: delay-seconds or an HTTP date; None if unusable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, OverflowError):
+            return None
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        return None
+    return max(0.0, seconds)
 
 
 class BodyTooLarge(Exception):

@@ -19,17 +19,31 @@ CONNECTION_ERROR = "connection_error"
 TIMEOUT = "timeout"
 TLS_ERROR = "tls_error"
 UNEXPECTED_STATUS = "unexpected_status"
+RATE_LIMITED = "rate_limited"
 AUTH_REASONS = (INVALID_KEY_FORMAT, INVALID_KEY, SERVER_ERROR, BAD_RESPONSE,
-                CONNECTION_ERROR, TIMEOUT, TLS_ERROR, UNEXPECTED_STATUS)
-TRANSIENT_AUTH_REASONS = frozenset({SERVER_ERROR, CONNECTION_ERROR, TIMEOUT})
+                CONNECTION_ERROR, TIMEOUT, TLS_ERROR, UNEXPECTED_STATUS, RATE_LIMITED)
+TRANSIENT_AUTH_REASONS = frozenset({SERVER_ERROR, CONNECTION_ERROR, TIMEOUT, RATE_LIMITED})
 
 # Why spans did not arrive.
 NOT_AUTHENTICATED = "not_authenticated"
 AUTH_REJECTED = "auth_rejected"
-RATE_LIMITED = "rate_limited"
 CLIENT_ERROR = "client_error"
 QUEUE_OVERFLOW = "queue_overflow"
 SHUTDOWN = "shutdown"
 INTERNAL_ERROR = "internal_error"
+REJECTED_BY_RECEIVER = "rejected_by_receiver"
+"""The receiver accepted the request, but its ``partial_success`` rejected these spans."""
+TOO_LARGE = "too_large"
+"""A single span the receiver refuses with 413 even when sent alone."""
 LOSS_CAUSES = (NOT_AUTHENTICATED, AUTH_REJECTED, RATE_LIMITED, SERVER_ERROR, CLIENT_ERROR,
-               CONNECTION_ERROR, TIMEOUT, TLS_ERROR, QUEUE_OVERFLOW, SHUTDOWN, INTERNAL_ERROR)
+               CONNECTION_ERROR, TIMEOUT, TLS_ERROR, QUEUE_OVERFLOW, SHUTDOWN, INTERNAL_ERROR,
+               REJECTED_BY_RECEIVER, UNEXPECTED_STATUS, TOO_LARGE)
+
+# The receiver check: an empty export request sent once the first token is held.
+UNCHECKED = "unchecked"
+CHECKING = "checking"
+ACCEPTING = "accepting"
+REJECTING = "rejecting"
+UNREACHABLE = "unreachable"
+FAILING = "failing"
+RECEIVER_STATES = (UNCHECKED, CHECKING, ACCEPTING, REJECTING, UNREACHABLE, FAILING)

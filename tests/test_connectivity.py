@@ -250,6 +250,7 @@ from opentelemetry import trace
 from agentops.helpers.debug_session import test_session_connectivity
 
 client = agentops.init(wait_for_auth=True, max_wait_time=100)
+client.receiver.wait(5)  # the client's own receiver check is not the test's doing
 tracer = trace.get_tracer("user")
 with tracer.start_as_current_span("before-test"):
     pass

@@ -325,12 +325,14 @@ def test_receiver_answering_500_is_server_error(local_backend):
             advice_has=("export_timeout 1s",))
 
 
-@pytest.mark.parametrize("status,advice", [(413, "too large"), (400, "/v1/traces")])
-def test_receiver_refusing_the_request_is_client_error(local_backend, status, advice):
+@pytest.mark.parametrize("status,cause,advice", [(413, v.TOO_LARGE, "less data"),
+                                                 (400, v.CLIENT_ERROR, "/v1/traces")])
+def test_receiver_refusing_the_request_is_client_error_or_too_large(local_backend, status,
+                                                                    cause, advice):
     local_backend.otlp_status = status
     diagnosis = diagnose(local_backend)
-    assert_lost(diagnosis, v.CLIENT_ERROR)
-    finding(diagnosis, v.CLIENT_ERROR, issue_has=(f"HTTP {status}",), advice_has=(advice,))
+    assert_lost(diagnosis, cause)
+    finding(diagnosis, cause, issue_has=(f"HTTP {status}",), advice_has=(advice,))
 
 
 def test_closed_receiver_port_is_connection_error(local_backend):
@@ -371,14 +373,14 @@ def test_burst_beyond_max_queue_size_while_exports_wait_is_queue_overflow(local_
             advice_has=("Raise max_queue_size",))
 
 
-def test_spans_unsent_when_the_exit_budget_runs_out_are_shutdown(local_backend):
+def test_a_batch_in_flight_when_the_exit_budget_runs_out_keeps_the_cause_it_met(local_backend):
     local_backend.otlp_hang = True
     diagnosis = diagnose(local_backend, flush=False, shutdown=1, shutdown_timeout=1)
     assert diagnosis["client_initialized"] is False
-    assert diagnosis["export_stats"]["failures_by_cause"] == {v.SHUTDOWN: SPANS}
+    assert diagnosis["export_stats"]["failures_by_cause"] == {v.TIMEOUT: SPANS}
+    assert "exit budget" in diagnosis["export_stats"]["causes"][v.TIMEOUT]["last_detail"]
     assert diagnosis["has_auth_token"] is True
-    finding(diagnosis, v.SHUTDOWN, issue_has=(f"{SPANS} spans", "shutdown_timeout 1s"),
-            advice_has=("Raise shutdown_timeout", "end_trace"))
+    finding(diagnosis, v.TIMEOUT, issue_has=(f"{SPANS} spans",))
 
 
 def test_span_the_encoder_cannot_send_loses_its_batch_as_internal_error(local_backend):

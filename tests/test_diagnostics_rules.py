@@ -54,11 +54,9 @@ def stats(*, exported: int = 0, failures: tuple = (), lost: tuple = ()) -> dict:
     for _ in range(made):
         s.span_finished(capacity=10**6)
     if exported:
-        s.batch_started(exported)
-        s.batch_succeeded(exported)
+        s.batch_finished(s.batch_started(exported), exported, [])
     for cause, spans, detail in failures:
-        s.batch_started(spans)
-        s.batch_failed(cause, spans, detail)
+        s.batch_finished(s.batch_started(spans), 0, [(cause, spans, detail)])
     for cause, spans in lost:
         s.spans_lost(cause, spans)
     return s.snapshot()
@@ -69,10 +67,16 @@ def config(**arguments) -> Config:
     return Config.resolve(environ={}, **arguments)
 
 
+ACCEPTING = {"state": v.ACCEPTING, "cause": None, "http_status": 200, "detail": "HTTP 200",
+             "checked_at": iso(NOW - 2), "latency_ms": 3.0}
+
+
 def facts(auth_snapshot: AuthSnapshot | None = None, stats_snapshot: dict | None = None,
-          cfg: Config | None = None, environ: dict | None = None) -> d.Facts:
+          cfg: Config | None = None, environ: dict | None = None,
+          receiver: dict | None = None) -> d.Facts:
     return d.Facts(auth=auth_snapshot or auth(), stats=stats_snapshot or stats(exported=5),
-                   config=cfg or config(), environ=environ or {}, now=NOW)
+                   config=cfg or config(), environ=environ or {}, now=NOW,
+                   receiver=ACCEPTING if receiver is None else receiver)
 
 
 def findings(f: d.Facts) -> list[tuple[str, str]]:
@@ -300,11 +304,44 @@ def test_export_server_error_names_status_and_export_timeout():
     assert "export_timeout 10s" in advice and "service status" in advice
 
 
-def test_client_error_413_says_batch_too_large_and_to_lower_the_batch_size():
-    issue, advice = finding_about(lost_to(v.CLIENT_ERROR, 512, "HTTP 413 from otlp.agentops.ai:443"),
-                                  "client_error")
-    assert "HTTP 413" in issue and "512 spans" in issue
-    assert "too large" in advice and "lower max_queue_size" in advice
+def test_too_large_names_the_span_and_says_to_put_less_data_in_it():
+    detail = "span 'upload' is 10485812 bytes encoded, refused even alone (HTTP 413 from x:443)"
+    issue, advice = finding_about(lost_to(v.TOO_LARGE, 1, detail), "too_large")
+    assert "1 span refused as too large" in issue and "'upload'" in issue
+    assert "less data" in advice
+
+
+def test_rejected_by_receiver_quotes_the_receivers_message():
+    detail = "5 of 20 spans rejected by otlp.agentops.ai:443 (partial_success): span too old"
+    issue, advice = finding_about(lost_to(v.REJECTED_BY_RECEIVER, 5, detail),
+                                  "rejected_by_receiver")
+    assert "5 spans rejected" in issue and "span too old" in issue and "partial_success" in advice
+
+
+def test_unexpected_status_says_redirects_are_not_followed():
+    detail = "HTTP 301 from x:80 redirecting to otlp.agentops.ai:443 (not followed)"
+    issue, advice = finding_about(lost_to(v.UNEXPECTED_STATUS, 2, detail), "unexpected_status")
+    assert "HTTP 301" in issue and "not followed" in advice and "https://" in advice
+
+
+@pytest.mark.parametrize("state, cause, status, words", [
+    (v.REJECTING, v.AUTH_REJECTED, 401, "same AgentOps deployment"),
+    (v.UNREACHABLE, v.CONNECTION_ERROR, None, "reachable from this machine"),
+    (v.FAILING, v.CLIENT_ERROR, 404, "OTLP/HTTP traces URL"),
+])
+def test_a_receiver_check_that_failed_is_named_before_any_span_is_lost(state, cause, status,
+                                                                       words):
+    receiver = {"state": state, "cause": cause, "http_status": status, "detail": "evidence",
+                "checked_at": iso(NOW - 1), "latency_ms": 2.0}
+    issues, recommendations = d.evaluate(facts(stats_snapshot=stats(), receiver=receiver))
+    assert len(issues) == 1 and f"is {state} ({cause}" in issues[0]
+    assert "Session data will not reach backend" in issues[0] and words in recommendations[0]
+
+
+def test_no_healthy_line_before_the_receiver_accepted():
+    _, recommendations = d.evaluate(facts(stats_snapshot=stats(),
+                                          receiver={"state": v.CHECKING}))
+    assert recommendations != [d.HEALTHY] and "not confirmed" in recommendations[0]
 
 
 def test_client_error_400_points_at_the_exporter_endpoint():
@@ -374,13 +411,6 @@ def test_evidence_of_an_earlier_cause_keeps_its_own_detail_and_times_when_anothe
     issue, _ = finding_about(f, "server_error")
     assert "8 spans" in issue and "2 failed batches" in issue
     assert "HTTP 503 from x" in issue and "since " in issue
-
-
-def test_a_413_is_recognised_even_when_another_error_came_last():
-    f = facts(stats_snapshot=stats(failures=[(v.CLIENT_ERROR, 3, "HTTP 413 from x: too large"),
-                                             (v.TIMEOUT, 1, "timed out")]))
-    _, advice = finding_about(f, "client_error")
-    assert "too large" in advice
 
 
 def test_a_faulty_rule_becomes_an_issue_instead_of_an_exception():

@@ -19,7 +19,7 @@ from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
 from agentops.export.exporter import InstrumentedSpanExporter
 from agentops.export.loss_log import LossLog
-from agentops.export.session import ExitBudget
+from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 
 API = "https://api.example.test"
@@ -73,7 +73,7 @@ def test_success_counts_spans_and_sends_the_bearer_token():
     (403, {"error": "Forbidden"}, "auth_rejected"),
     (429, {"error": "slow down"}, "rate_limited"),
     (500, {"error": "boom"}, "server_error"),
-    (413, {"error": "too large"}, "client_error"),
+    (413, {"error": "too large"}, "too_large"),  # split to single spans, each refused
     (400, {"error": "bad protobuf"}, "client_error"),
 ])
 @responses.activate

@@ -5,7 +5,6 @@ tests/hostile_server.py for faults LocalBackend cannot script)."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import time
 import tracemalloc
@@ -30,14 +29,6 @@ def fetch(url: str, timeout: float = REQUEST_TIMEOUT):
     return outcome, time.monotonic() - started
 
 
-def otel_version() -> tuple[int, ...]:
-    text = importlib.metadata.version("opentelemetry-exporter-otlp-proto-http")
-    return tuple(int(part) for part in text.split(".")[:2])
-
-
-OTEL_RETRIES_429 = otel_version() >= (1, 45)
-"""README: OpenTelemetry >= 1.45 retries 429 itself (honouring Retry-After); on 1.36 only
-the SDK's own single wait-and-resend after a 429's Retry-After does."""
 
 
 @pytest.fixture
@@ -266,15 +257,16 @@ def flushed_stats(client):
     return client.stats.snapshot()
 
 
-def test_receiver_413_is_client_error_with_every_span_counted(local_backend):
+def test_receiver_413_to_every_size_is_too_large_for_each_span_after_splitting(local_backend):
     local_backend.otlp_status = 413
     client = init_against(local_backend, export_timeout=3)
     make_spans([f"span-{i}" for i in range(10)])
     stats = flushed_stats(client)
-    assert stats["failures_by_cause"] == {"client_error": 10}
-    assert stats["last_error_cause"] == "client_error" and "HTTP 413" in stats["last_error"]
+    assert stats["failures_by_cause"] == {"too_large": 10}
+    assert stats["last_error_cause"] == "too_large" and "HTTP 413" in stats["last_error"]
     assert stats["spans_pending"] == 0
-    assert len(local_backend.otlp_requests) == stats["total_attempts"], "4xx is not retried"
+    # Halves down to single spans: 2n - 1 requests for a batch of n, none retried.
+    assert len(local_backend.otlp_requests) == 2 * 10 - 1
 
 
 def test_receiver_400_is_client_error_with_the_receivers_error_text(local_backend):
@@ -297,12 +289,11 @@ def test_receiver_persistently_429_with_retry_after_is_rate_limited(local_backen
     assert local_backend.spans == []
     seen = local_backend.otlp_requests
     assert all(request["status"] == 429 for request in seen)
-    if OTEL_RETRIES_429:
-        # OpenTelemetry retries within export_timeout, then the SDK waits once more.
-        assert len(seen) >= 3
-    else:
-        # Only the SDK's single wait-and-resend after Retry-After.
-        assert len(seen) == 2
+    # One wait of Retry-After 1 s fits in export_timeout 1.5 s, a second does not: the loop
+    # stops at the deadline instead of sleeping past it.
+    assert len(seen) == 2
+    assert seen[1]["time"] - seen[0]["time"] >= 0.95
+    assert "time allowed spent" in stats["last_error"]
 
 
 def test_receiver_429_once_with_retry_after_then_ok_delivers_every_span(local_backend):
@@ -317,8 +308,8 @@ def test_receiver_429_once_with_retry_after_then_ok_delivers_every_span(local_ba
     assert stats["failures_by_cause"] == {}
     seen = local_backend.otlp_requests
     assert [request["status"] for request in seen] == [429, 200]
-    # The resend waited the receiver's 2 s (OpenTelemetry's own first backoff is at most
-    # 1.2 s, and 1.36 does not retry 429 at all): Retry-After was honoured.
+    # The resend waited the receiver's 2 s (the loop's own first backoff is at most 0.5 s):
+    # Retry-After was honoured.
     assert seen[1]["time"] - seen[0]["time"] >= 1.5
 
 

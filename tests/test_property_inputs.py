@@ -441,6 +441,10 @@ def expected_reason(status: int) -> set[str | None]:
         return {v.INVALID_KEY_FORMAT}
     if status in (401, 403):
         return {v.INVALID_KEY}
+    if status == 408:
+        return {v.TIMEOUT}
+    if status == 429:
+        return {v.RATE_LIMITED}
     if status >= 500:
         return {v.SERVER_ERROR}
     return {v.UNEXPECTED_STATUS}

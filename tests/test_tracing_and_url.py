@@ -40,17 +40,30 @@ def test_session_url_has_32_lowercase_hex_digits():
     assert URL == "https://app.example.test/sessions?trace_id=" + "0" * 29 + "abc"
 
 
-@pytest.mark.parametrize("state, reason, status, emoji, ascii_marker, words", [
-    (v.AUTHENTICATED, None, 200, "\U0001f7e2", "[OK]", "authenticated"),
-    (v.DISABLED, None, None, "\U0001f7e1", "[LOCAL]", "local only"),
-    (v.FAILED, v.INVALID_KEY, 403, "\U0001f534", "[FAILED]", "auth failed: invalid_key, HTTP 403"),
-    (v.PENDING, None, None, "\U0001f534", "[FAILED]", "not complete after 5s"),
+ACCEPTING = {"state": v.ACCEPTING, "cause": None, "http_status": 200}
+
+
+@pytest.mark.parametrize("state, reason, status, receiver, emoji, ascii_marker, words", [
+    (v.AUTHENTICATED, None, 200, ACCEPTING, "\U0001f7e2", "[OK]", "(authenticated)"),
+    (v.AUTHENTICATED, None, 200, {"state": v.REJECTING, "cause": "auth_rejected",
+                                  "http_status": 401},
+     "\U0001f534", "[FAILED]", "receiver is rejecting: auth_rejected, HTTP 401"),
+    (v.AUTHENTICATED, None, 200, {"state": v.UNREACHABLE, "cause": "connection_error"},
+     "\U0001f534", "[FAILED]", "receiver is unreachable: connection_error"),
+    (v.AUTHENTICATED, None, 200, {"state": v.CHECKING}, "\U0001f534", "[FAILED]",
+     "receiver has not answered after 5s"),
+    (v.DISABLED, None, None, {"state": v.UNCHECKED}, "\U0001f7e1", "[LOCAL]", "local only"),
+    (v.FAILED, v.INVALID_KEY, 403, {"state": v.UNCHECKED}, "\U0001f534", "[FAILED]",
+     "auth failed: invalid_key, HTTP 403"),
+    (v.PENDING, None, None, {"state": v.UNCHECKED}, "\U0001f534", "[FAILED]",
+     "not complete after 5s"),
 ])
-def test_marker_follows_the_auth_outcome_with_an_ascii_fallback(state, reason, status, emoji,
-                                                                ascii_marker, words):
-    utf8 = url_line(URL, "session", snapshot(state, reason, status), 5, Terminal(tty=False))
+def test_marker_is_green_only_once_the_receiver_accepted_with_an_ascii_fallback(
+        state, reason, status, receiver, emoji, ascii_marker, words):
+    utf8 = url_line(URL, "session", snapshot(state, reason, status), receiver, 5,
+                    Terminal(tty=False))
     assert utf8.startswith(emoji) and words in utf8 and utf8.endswith(URL)
-    cp1252 = url_line(URL, "session", snapshot(state, reason, status), 5,
+    cp1252 = url_line(URL, "session", snapshot(state, reason, status), receiver, 5,
                       Terminal("cp1252", tty=False))
     assert cp1252.startswith(ascii_marker)
     cp1252.encode("cp1252")
@@ -58,11 +71,11 @@ def test_marker_follows_the_auth_outcome_with_an_ascii_fallback(state, reason, s
 
 def test_url_is_coloured_on_a_tty_but_not_with_no_color(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    line = url_line(URL, "session", snapshot(v.AUTHENTICATED), 5, Terminal())
+    line = url_line(URL, "session", snapshot(v.AUTHENTICATED), ACCEPTING, 5, Terminal())
     assert f"\x1b[32m{URL}\x1b[0m" in line
     monkeypatch.setenv("NO_COLOR", "1")
-    assert "\x1b[" not in url_line(URL, "session", snapshot(v.AUTHENTICATED), 5, Terminal())
-    assert "\x1b[" not in url_line(URL, "session", snapshot(v.AUTHENTICATED), 5,
+    assert "\x1b[" not in url_line(URL, "session", snapshot(v.AUTHENTICATED), ACCEPTING, 5, Terminal())
+    assert "\x1b[" not in url_line(URL, "session", snapshot(v.AUTHENTICATED), ACCEPTING, 5,
                                    Terminal(tty=False))
 
 

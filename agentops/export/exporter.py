@@ -1,149 +1,108 @@
-"""InstrumentedSpanExporter: a ``SpanExporter`` that delegates to ``OTLPSpanExporter``
-through its public arguments and accounts for every batch.
+"""InstrumentedSpanExporter: a ``SpanExporter`` that encodes each batch with OpenTelemetry's
+public encoder, sends it through the SDK's request loop, and accounts for every span.
 
-A batch made while authentication is pending is held (never sent without a token) until
-a token is held, authentication fails for good, or ``auth_timeout`` runs out. Without a
-token nothing is sent and the spans are counted as ``not_authenticated``. Every failure
-is counted under its cause and reported once per cause by the LossLog.
+A batch made while authentication is pending is held (never sent without a token) until a
+token is held, authentication fails for good, or ``auth_timeout`` runs out; without a token
+nothing is sent and the spans are counted as ``not_authenticated``. Each batch has one
+deadline, ``export_timeout`` from when it is sent, shortened by the exit budget. A 413
+splits the batch in halves, re-sent within the same deadline, down to single spans; a
+single span refused with 413 is ``too_large``. Spans a receiver rejects through
+``partial_success`` are ``rejected_by_receiver``. Every loss is counted under its cause and
+reported once per cause by the LossLog.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Sequence
 
-import requests
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from agentops import vocabulary as v
 from agentops.auth import AuthTracker
 from agentops.export.loss_log import LossLog
-from agentops.export.session import (
-    Attempt,
-    ExitBudget,
-    ExitBudgetExhausted,
-    ExportSession,
-    current_attempt,
-    set_current_attempt,
-)
-from agentops.export.stats import ExportStats
-from agentops.http import endpoint_label, exception_cause, redact
+from agentops.export.receiver import ReceiverStatus
+from agentops.export.request import ExitBudget, OTLPRequestLoop, Outcome
+from agentops.export.stats import Batch, ExportStats
 
-# OpenTelemetry's exporter logs each failed batch; while it works for us those records are
-# replaced by our accounting and the LossLog's once-per-cause lines.
-_OTEL_EXPORT_LOGGERS = ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                        "opentelemetry.exporter.otlp.common.http")
+Result = tuple[str | None, int, str | None]
+"""(cause or None when delivered, spans, detail)."""
 
 
-class _InsideOurExport(logging.Filter):
-    """Drops the exporter's records during our exports, keeping the last message as
-    evidence for a failure that had no HTTP answer."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        attempt = current_attempt()
-        if attempt is None:
-            return True
-        if record.levelno >= logging.WARNING:
-            attempt.exporter_message = redact(str(record.getMessage())[:300])
-        return False
-
-
-_FILTER = _InsideOurExport()
-for _name in _OTEL_EXPORT_LOGGERS:
-    logging.getLogger(_name).addFilter(_FILTER)
-
-
-EXIT_BUDGET_RAN_OUT = "the exit budget ran out before the batch was delivered"
-
-
-def status_cause(status: int) -> str:
-    if status in (401, 403):
-        return v.AUTH_REJECTED
-    if status == 429:
-        return v.RATE_LIMITED
-    if status >= 500:
-        return v.SERVER_ERROR
-    return v.CLIENT_ERROR
+def _by_cause(results: list[Result]) -> list[tuple[str, int, str]]:
+    """Losses summed per cause, each with its latest detail (a split batch meets a cause
+    once per part)."""
+    merged: dict[str, tuple[int, str]] = {}
+    for cause, count, detail in results:
+        if cause is not None and count:
+            merged[cause] = (merged.get(cause, (0, ""))[0] + count, detail or "")
+    return [(cause, count, detail) for cause, (count, detail) in merged.items()]
 
 
 class InstrumentedSpanExporter(SpanExporter):
     def __init__(self, endpoint: str, tracker: AuthTracker, stats: ExportStats,
-                 loss_log: LossLog, *, timeout: float, budget: ExitBudget) -> None:
+                 loss_log: LossLog, *, timeout: float, budget: ExitBudget,
+                 receiver: ReceiverStatus | None = None) -> None:
         self.endpoint = endpoint
         self._tracker = tracker
         self._stats = stats
         self._loss_log = loss_log
         self._budget = budget
-        self.session = ExportSession(tracker, stats, budget)
-        self._delegate = OTLPSpanExporter(endpoint=endpoint, timeout=timeout,
-                                          session=self.session)
         self._timeout = timeout
-        self._stopping = threading.Event()
-        self._shutdown_lock = threading.Lock()
+        self.receiver = receiver or ReceiverStatus()
+        self.loop = OTLPRequestLoop(endpoint, tracker, budget, on_response=stats.http_response)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        count = len(spans)
-        self._stats.batch_started(count)
+        batch = self._stats.batch_started(len(spans))
         try:
-            failure = self._deliver(spans)
+            results = self._deliver(list(spans), batch)
         except Exception as error:  # never let an accounting fault escape into OpenTelemetry
-            failure = (v.INTERNAL_ERROR, f"{type(error).__name__}: {error}")
-        if failure is None:
-            self._stats.batch_succeeded(count)
-            return SpanExportResult.SUCCESS
-        cause, detail = failure
-        self._stats.batch_failed(cause, count, detail)
-        self._loss_log.record(cause, count, detail)
-        return SpanExportResult.FAILURE
+            results = [(v.INTERNAL_ERROR, len(spans), f"{type(error).__name__}: {error}"[:300])]
+        losses = _by_cause(results)
+        exported = sum(count for cause, count, _ in results if cause is None)
+        self._stats.batch_finished(batch, exported, losses)
+        for cause, count, detail in losses:
+            self._loss_log.record(cause, count, detail)
+        return SpanExportResult.FAILURE if losses else SpanExportResult.SUCCESS
 
-    def _deliver(self, spans: Sequence[ReadableSpan]) -> tuple[str, str] | None:
-        """Send with a token; None on success, else (cause, detail)."""
-        if self._tracker.wait_for_token(self._hold_deadline()) is None:
-            return v.NOT_AUTHENTICATED, self._no_token_detail()
-        if self._stopping.is_set():
-            return v.SHUTDOWN, EXIT_BUDGET_RAN_OUT
-        attempt = self._send(spans)
-        if attempt is not None and self._honour_retry_after(attempt):
-            attempt = self._send(spans)
-        return None if attempt is None else self._cause(attempt)
+    def _deliver(self, spans: list[ReadableSpan], batch: Batch) -> list[Result]:
+        if self._tracker.wait_for_token(self._budget.limit(self._tracker.auth_deadline)) is None:
+            return [(v.NOT_AUTHENTICATED, len(spans), self._no_token_detail())]
+        return self._send(spans, time.monotonic() + self._timeout, batch)
 
-    def _send(self, spans: Sequence[ReadableSpan]) -> Attempt | None:
-        """One delegated export; None on success, else what its HTTP requests met."""
-        attempt = Attempt()
-        set_current_attempt(attempt)
+    def _send(self, spans: list[ReadableSpan], until: float, batch: Batch) -> list[Result]:
         try:
-            result = self._delegate.export(spans)
-        except Exception as error:  # 1.36 lets encoding and second connection errors escape
-            if isinstance(error, requests.exceptions.RequestException):
-                attempt.error = attempt.error or error
-            else:
-                attempt.exporter_message = redact(
-                    f"failed to encode the batch: {type(error).__name__}: {error}"[:300])
-            result = SpanExportResult.FAILURE
-        finally:
-            set_current_attempt(None)
-        return None if result is SpanExportResult.SUCCESS else attempt
+            payload = encode_spans(spans).SerializeToString()
+        except Exception as error:  # a span the encoder cannot represent
+            return [(v.INTERNAL_ERROR, len(spans),
+                     f"failed to encode the batch: {type(error).__name__}: {error}"[:300])]
+        self._stats.batch_progress(batch, v.TIMEOUT, f"no answer from {self.loop.where} "
+                                   "before the exit budget ran out")
+        outcome = self.loop.send(payload, until,
+                                 progress=lambda cause, detail: self._stats.batch_progress(
+                                     batch, cause, detail))
+        self.receiver.observe(outcome)
+        if outcome.accepted:
+            return self._accepted(spans, outcome)
+        if outcome.http_status == 413:
+            if len(spans) == 1:
+                span = spans[0]
+                return [(v.TOO_LARGE, 1, f"span {span.name!r} is {len(payload)} bytes encoded, "
+                                         f"refused even alone ({outcome.detail})")]
+            half = len(spans) // 2
+            return self._send(spans[:half], until, batch) + self._send(spans[half:], until, batch)
+        self._stats.batch_progress(batch, outcome.cause, outcome.detail)
+        return [(outcome.cause, len(spans), outcome.detail)]
 
-    def _honour_retry_after(self, attempt: Attempt) -> bool:
-        """After a 429, wait what the receiver asked, once, if that fits in the export
-        timeout and the exit budget (OpenTelemetry 1.36 does not retry 429 itself)."""
-        delay = attempt.retry_after
-        if attempt.status != 429 or delay is None or delay > self._timeout:
-            return False
-        exit_left = self._budget.remaining()
-        if exit_left is not None and delay >= exit_left:
-            return False
-        return not self._stopping.wait(delay)
-
-    def _hold_deadline(self) -> float:
-        exit_left = self._budget.remaining()
-        if exit_left is None:
-            return self._tracker.auth_deadline
-        return min(self._tracker.auth_deadline, time.monotonic() + exit_left)
+    def _accepted(self, spans: list[ReadableSpan], outcome: Outcome) -> list[Result]:
+        rejected = min(outcome.rejected_spans, len(spans))
+        if not rejected:
+            return [(None, len(spans), None)]
+        detail = (f"{rejected} of {len(spans)} spans rejected by {self.loop.where} "
+                  f"(partial_success): {outcome.rejected_message or 'no message given'}")
+        return [(None, len(spans) - rejected, None), (v.REJECTED_BY_RECEIVER, rejected, detail)]
 
     def _no_token_detail(self) -> str:
         auth = self._tracker.snapshot()
@@ -153,34 +112,9 @@ class InstrumentedSpanExporter(SpanExporter):
             return f"authentication still pending after {self._tracker.auth_timeout:g}s"
         return f"no token: authentication failed ({auth.reason})"
 
-    def _cause(self, attempt: Attempt) -> tuple[str, str]:
-        where = endpoint_label(self.endpoint)
-        # Once the budget is gone (or the exporter stopped at its end), a batch without an
-        # answer was cut short by the exit, whatever its last attempt met.
-        out_of_time = self._budget.exhausted or self._stopping.is_set()
-        if isinstance(attempt.error, ExitBudgetExhausted) or (
-                out_of_time and attempt.status is None):
-            return v.SHUTDOWN, EXIT_BUDGET_RAN_OUT
-        if attempt.status is not None and attempt.status >= 300:
-            detail = f"HTTP {attempt.status} from {where}"
-            if attempt.error_body:
-                detail += f": {attempt.error_body}"
-            return status_cause(attempt.status), detail
-        if attempt.error is not None:
-            return exception_cause(attempt.error, self.endpoint)
-        why = attempt.exporter_message or "no reason given"
-        if "max_request_size" in why:
-            return v.CLIENT_ERROR, f"batch not sent: {why}"
-        return v.INTERNAL_ERROR, f"the OTLP exporter failed before sending: {why}"
-
     def shutdown(self) -> None:
-        """Also interrupts the retry waits of an export in progress. The exit path and the
-        batch processor may both call it; the delegate is shut down once."""
-        with self._shutdown_lock:
-            if self._stopping.is_set():
-                return
-            self._stopping.set()
-        self._delegate.shutdown()
+        """Closes the HTTP connections; the batch processor and the exit path may both call it."""
+        self.loop.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

@@ -17,6 +17,15 @@ from agentops import vocabulary as v
 from agentops.auth import iso
 
 
+@dataclass(eq=False)
+class Batch:
+    """A batch taken out of the queue for export, and the last real cause it met."""
+
+    spans: int
+    cause: str | None = None
+    detail: str | None = None
+
+
 @dataclass
 class ExportStats:
     spans_made: int = 0
@@ -42,6 +51,7 @@ class ExportStats:
     queued: int = 0
     """Spans handed to the batch processor and not yet taken out for export; an upper
     bound of its queue length, so the queue never overflows silently."""
+    in_flight: list[Batch] = field(default_factory=list)
     closed: bool = False
     """Set once the exit budget ran out: late results of abandoned exports are ignored."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -62,31 +72,41 @@ class ExportStats:
             self.queued += 1
             return True
 
-    def batch_started(self, spans: int) -> None:
+    def batch_started(self, spans: int) -> Batch:
         """A batch left the queue for an export attempt."""
+        batch = Batch(spans)
         with self._lock:
             self.attempts += 1
             self.queued = max(0, self.queued - spans)
+            self.in_flight.append(batch)
+        return batch
 
-    def batch_succeeded(self, spans: int) -> None:
+    def batch_progress(self, batch: Batch, cause: str, detail: str) -> None:
+        """The last real cause ``batch`` met: what its spans are counted under if the exit
+        cuts the export short."""
+        batch.cause, batch.detail = cause, detail
+
+    def batch_finished(self, batch: Batch, exported: int,
+                       losses: list[tuple[str, int, str]]) -> None:
+        """``exported`` spans accepted, the rest lost as ``(cause, spans, detail)``."""
         with self._lock:
+            if batch in self.in_flight:
+                self.in_flight.remove(batch)
             if self.closed:
                 return
-            self.successes += 1
-            self.spans_exported += spans
-            self.last_success_at = time.time()
-            self.last_result_ok = True
-
-    def batch_failed(self, cause: str, spans: int, detail: str) -> None:
-        with self._lock:
-            if self.closed:
-                return
-            self.failures += 1
-            self.failures_by_cause[cause] += 1
-            self.lost[cause] += spans
-            self.last_error, self.last_error_cause = detail, cause
-            self.last_error_at = self._seen(cause, detail)
-            self.last_result_ok = False
+            self.spans_exported += exported
+            if exported:
+                self.last_success_at = time.time()
+            for cause, spans, detail in losses:
+                self.failures_by_cause[cause] += 1
+                self.lost[cause] += spans
+                self.last_error, self.last_error_cause = detail, cause
+                self.last_error_at = self._seen(cause, detail)
+            if losses:
+                self.failures += 1
+            else:
+                self.successes += 1
+            self.last_result_ok = not losses
 
     def spans_lost(self, cause: str, spans: int = 1) -> None:
         """Spans that never reached an export attempt (queue overflow, exit)."""
@@ -117,12 +137,25 @@ class ExportStats:
         return self.spans_made - self.spans_exported - sum(self.lost.values())
 
     def close(self, cause: str) -> int:
-        """Count every still-pending span under ``cause`` and freeze the counts."""
+        """Freeze the counts: spans of batches still in flight are counted under the last
+        real cause their export met; every other pending span under ``cause``."""
         with self._lock:
             pending = self.spans_made - self.spans_exported - sum(self.lost.values())
+            for batch in self.in_flight:
+                if pending <= 0:
+                    break
+                if batch.cause is None:
+                    continue
+                spans = min(batch.spans, pending)
+                self.lost[batch.cause] += spans
+                self.failures_by_cause[batch.cause] += 1
+                self.failures += 1
+                self._seen(batch.cause, batch.detail)
+                pending -= spans
             if pending > 0:
                 self.lost[cause] += pending
                 self._seen(cause, None)
+            self.in_flight = []
             self.closed = True
             return max(pending, 0)
 

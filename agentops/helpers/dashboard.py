@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TextIO
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from agentops import terminal
 from agentops import vocabulary as v
@@ -26,9 +27,24 @@ def marker(state: str, stream: TextIO) -> str:
     return emoji if terminal.can_encode(stream, emoji) else ascii_marker
 
 
-def status_text(auth: AuthSnapshot, auth_timeout: float) -> str:
+def line_state(auth: AuthSnapshot, receiver: Mapping[str, Any]) -> str:
+    """The marker's state: green only once the receiver accepted the token."""
+    if auth.state == v.AUTHENTICATED and receiver.get("state") != v.ACCEPTING:
+        return v.FAILED
+    return auth.state
+
+
+def status_text(auth: AuthSnapshot, receiver: Mapping[str, Any], auth_timeout: float) -> str:
     if auth.state == v.AUTHENTICATED:
-        return "authenticated"
+        state = receiver.get("state")
+        if state == v.ACCEPTING:
+            return "authenticated"
+        if state in (v.UNCHECKED, v.CHECKING):
+            return (f"authenticated, but the receiver has not answered after "
+                    f"{auth_timeout:g}s; data may not reach the backend")
+        status = f", HTTP {receiver['http_status']}" if receiver.get("http_status") else ""
+        return (f"authenticated, but the receiver is {state}: {receiver.get('cause')}{status}; "
+                "data will not reach the backend")
     if auth.state == v.DISABLED:
         return "local only: no API key, data is not sent"
     if auth.state == v.PENDING:
@@ -38,10 +54,11 @@ def status_text(auth: AuthSnapshot, auth_timeout: float) -> str:
     return f"auth failed: {auth.reason}{status}; data will not reach the backend"
 
 
-def url_line(url: str, trace_name: str, auth: AuthSnapshot, auth_timeout: float,
-             stream: TextIO) -> str:
-    """One line: marker, trace name, status and URL; coloured on a TTY."""
-    colour = MARKERS[auth.state][2]
-    link = terminal.paint(url, colour, terminal.wants_colour(stream))
-    return (f"{marker(auth.state, stream)} Session Replay for {trace_name} trace "
-            f"({status_text(auth, auth_timeout)}): {link}")
+def url_line(url: str, trace_name: str, auth: AuthSnapshot, receiver: Mapping[str, Any],
+             auth_timeout: float, stream: TextIO) -> str:
+    """One line: marker, trace name, status and URL; coloured on a TTY. ``receiver`` is
+    ``ReceiverStatus.snapshot()``."""
+    state = line_state(auth, receiver)
+    link = terminal.paint(url, MARKERS[state][2], terminal.wants_colour(stream))
+    return (f"{marker(state, stream)} Session Replay for {trace_name} trace "
+            f"({status_text(auth, receiver, auth_timeout)}): {link}")

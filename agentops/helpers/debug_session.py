@@ -37,7 +37,7 @@ from agentops.config import Config, is_loopback
 from agentops.diagnostics import CHECK_KEY
 from agentops.export.exporter import InstrumentedSpanExporter
 from agentops.export.loss_log import LossLog
-from agentops.export.session import ExitBudget
+from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url
 from agentops.http import endpoint_label, exception_cause, host_port
@@ -445,7 +445,7 @@ def _export_step(config: Config, deadline: _Deadline) -> tuple[dict[str, Any], s
     finally:
         tracker.close()
         if exporter is not None:
-            exporter.shutdown()  # also interrupts a retry wait still running
+            exporter.shutdown()
         provider.shutdown()
 
 

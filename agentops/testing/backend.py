@@ -447,6 +447,7 @@ class LocalBackend:
         self._span_total = 0
         self._otlp_requests: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._otlp_total = 0
+        self._receiver_checks: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._auth_requests: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._tokens_issued = 0
 
@@ -664,6 +665,14 @@ class LocalBackend:
             return _copy_records(self._otlp_requests)
 
     @property
+    def receiver_checks(self) -> list[_Record]:
+        """Empty export requests (a client's receiver check). They are kept apart from
+        ``otlp_requests`` and answered by the persistent knobs only: queued statuses script
+        what requests carrying spans meet."""
+        with self._lock:
+            return _copy_records(self._receiver_checks)
+
+    @property
     def auth_requests(self) -> list[_Record]:
         with self._lock:
             return _copy_records(self._auth_requests)
@@ -694,6 +703,7 @@ class LocalBackend:
             self._span_total = 0
             self._otlp_requests.clear()
             self._otlp_total = 0
+            self._receiver_checks.clear()
             self._auth_requests.clear()
             self._tokens_issued = 0
             self._reset_knobs()
@@ -892,6 +902,8 @@ class LocalBackend:
             handler.send_json(err.status, {"error": err.message})
             return
         record["bytes"] = len(raw)
+        if not raw:
+            record["check"] = True
         record["authorized"] = token is not None and self._token_error(token) is None
 
         # Decoded before any fault is applied so even refused requests report what
@@ -920,7 +932,7 @@ class LocalBackend:
             return
 
         with self._lock:
-            if self._otlp_statuses:
+            if self._otlp_statuses and raw:
                 forced: int | None = self._otlp_statuses.popleft()
             else:
                 forced = self._otlp_status
@@ -957,6 +969,10 @@ class LocalBackend:
 
     def _record_otlp(self, record: _Record, spans: list[_Record] | None = None) -> None:
         with self._changed:
+            if record.pop("check", False):
+                self._receiver_checks.append(record)
+                self._changed.notify_all()
+                return
             self._otlp_requests.append(record)
             self._otlp_total += 1
             if spans:

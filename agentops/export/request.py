@@ -1,0 +1,330 @@
+"""The OTLP/HTTP request loop: POST one encoded ``ExportTraceServiceRequest`` with the
+current bearer token, read the answer, retry within one deadline, and return what happened
+as an ``Outcome`` value.
+
+Every wait is bounded by the deadline the caller passes (a monotonic time), re-read before
+each step so that an exit budget that begins while a batch is in flight shortens it: connect,
+send, the status line (socket timeouts set to the time left), the body (streamed, the clock
+checked between reads, since a per-read socket timeout does not bound a body that drips),
+retry waits, ``Retry-After`` waits and the one token refresh after a 401.
+
+Which answers are retried, and why:
+
+- connection errors and timeouts: the receiver may be restarting or the network blipped;
+- 408 (the server gave up waiting for the request), 429 (rate limited), 502, 503, 504
+  (a proxy or the collector is temporarily unavailable): the OTLP/HTTP specification lists
+  429, 502, 503 and 504 as retryable; 408 says the same request may succeed later;
+- 500 and other 5xx: not retried. The receiver failed to process this very payload and the
+  specification does not list them as retryable; retrying would repeat the failure and eat
+  the deadline of the batches behind it;
+- 401: the token is refreshed once (a single request however many exports ask) and the
+  request sent again; 403 and a second 401 are definitive;
+- other 4xx, 1xx and 3xx: definitive. Redirects are never followed, so the token is never
+  sent to a host the configuration did not name;
+- every 2xx is acceptance. Its body is parsed as an ``ExportTraceServiceResponse`` whose
+  ``partial_success`` may reject some spans; a body that does not parse, or is cut short,
+  is logged at DEBUG and the spans stay accepted.
+
+Waits between retries are jittered exponential backoff (0.5 s, 1 s, 2 s, ... at most
+``MAX_BACKOFF``) shrunk to a quarter of the time left, so a short exit budget still gets
+several tries. ``Retry-After`` is honoured when it fits in the time left; otherwise the loop
+stops and keeps the cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import requests
+import urllib3
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from agentops import vocabulary as v
+from agentops.api import USER_AGENT, error_text
+from agentops.auth import AuthTracker
+from agentops.http import endpoint_label, exception_cause, host_label, parse_retry_after
+
+logger = logging.getLogger("agentops")
+
+MAX_BODY_BYTES = 64 * 1024
+"""Largest part of any answer's body that is read; the rest is discarded unread."""
+MAX_BACKOFF = 8.0
+MIN_ATTEMPT_TIME = 0.05
+"""Seconds below which a new attempt is not started: it could not finish."""
+RETRIED_STATUSES = frozenset({408, 429, 502, 503, 504})
+RETRIED_CAUSES = frozenset({v.CONNECTION_ERROR, v.TIMEOUT})
+CONTENT_TYPE = "application/x-protobuf"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one payload met. ``cause`` is None when the receiver accepted the request;
+    ``rejected_spans`` of it may still have been refused through ``partial_success``."""
+
+    cause: str | None
+    detail: str
+    http_status: int | None = None
+    attempts: int = 0
+    elapsed: float = 0.0
+    """Seconds from the first attempt to the outcome."""
+    rejected_spans: int = 0
+    rejected_message: str | None = None
+    retry_after: float | None = None
+    cut_short: bool = False
+    """True when the deadline ended the loop while the cause was still retryable."""
+
+    @property
+    def accepted(self) -> bool:
+        return self.cause is None
+
+
+def status_cause(status: int) -> str:
+    if status in (401, 403):
+        return v.AUTH_REJECTED
+    if status == 429:
+        return v.RATE_LIMITED
+    if status == 413:
+        return v.TOO_LARGE
+    if status >= 500:
+        return v.SERVER_ERROR
+    if status >= 400:
+        return v.CLIENT_ERROR
+    return v.UNEXPECTED_STATUS
+
+
+class ExitBudget:
+    """The time left to deliver spans at exit; unlimited until ``begin`` is called."""
+
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.begun = threading.Event()
+
+    def begin(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.begun.set()
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    @property
+    def exhausted(self) -> bool:
+        left = self.remaining()
+        return left is not None and left <= 0
+
+    def limit(self, deadline: float) -> float:
+        """``deadline`` (monotonic), shortened to the exit budget once the exit began."""
+        return deadline if self.deadline is None else min(deadline, self.deadline)
+
+    def sleep(self, until: Callable[[], float]) -> None:
+        """Sleep until ``until()``, re-reading it when the exit begins."""
+        while (remaining := until() - time.monotonic()) > 0:
+            if self.begun.is_set():
+                time.sleep(remaining)
+            else:
+                self.begun.wait(remaining)
+
+
+class _Answer:
+    """One HTTP answer: status, the headers the loop reads, and at most ``MAX_BODY_BYTES``
+    of the body. ``timed_out`` when the deadline came while the body was still arriving."""
+
+    def __init__(self, status: int, location: str | None, retry_after: str | None,
+                 body: bytes, body_error: str | None, timed_out: bool) -> None:
+        self.status = status
+        self.location = location
+        self.retry_after = retry_after
+        self.body = body
+        self.body_error = body_error
+        self.timed_out = timed_out
+
+
+def _read_body(response: requests.Response, deadline: Callable[[], float]) -> tuple[bytes, str | None, bool]:
+    """(at most MAX_BODY_BYTES of the body, why reading stopped early, deadline reached)."""
+    chunks: list[bytes] = []
+    size = 0
+    # read1 returns whatever has arrived, so a body dripping one byte at a time still
+    # reaches the clock check; read(n) would wait for n bytes.
+    read = getattr(response.raw, "read1", None) or response.raw.read
+    try:
+        while size < MAX_BODY_BYTES:
+            if time.monotonic() >= deadline():
+                return b"".join(chunks), "the deadline came while the body was arriving", True
+            chunk = read(min(8192, MAX_BODY_BYTES - size), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except urllib3.exceptions.ReadTimeoutError:
+        return b"".join(chunks), "the deadline came while the body was arriving", True
+    except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+        return b"".join(chunks), f"{type(error).__name__} while reading the body", False
+    finally:
+        response.close()
+    return b"".join(chunks), None, False
+
+
+class OTLPRequestLoop:
+    """Sends encoded payloads to one OTLP/HTTP traces endpoint through the SDK's own
+    ``requests.Session`` (redirects never followed; no ``OTEL_EXPORTER_OTLP_*`` variable
+    read: those configure the program's other exporters).
+
+    ``on_response(status or None, seconds)`` is called after every HTTP request (for the
+    latency figures of the diagnosis).
+    """
+
+    def __init__(self, endpoint: str, tracker: AuthTracker, budget: ExitBudget,
+                 on_response: Callable[[int | None, float], None] | None = None) -> None:
+        self.endpoint = endpoint
+        self.where = endpoint_label(endpoint)
+        self._tracker = tracker
+        self._budget = budget
+        self._on_response = on_response or (lambda status, seconds: None)
+        self.session = requests.Session()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def send(self, payload: bytes, until: float, *, retry: bool = True,
+             progress: Callable[[str, str], None] | None = None) -> Outcome:
+        """POST ``payload`` until accepted, a definitive answer, or the deadline: ``until``
+        (monotonic seconds) or the end of the exit budget, whichever comes first, re-read
+        before every step. ``progress(cause, detail)`` hears each failed attempt (so a batch
+        the exit abandons keeps the last real cause it met). Never raises for network
+        faults."""
+        def deadline() -> float:
+            return self._budget.limit(until)
+
+        started = time.monotonic()
+        attempts = 0
+        refreshed = False
+        last: Outcome | None = None
+        failures = 0
+        while True:
+            left = deadline() - time.monotonic()
+            if left < MIN_ATTEMPT_TIME:
+                return self._out_of_time(last, attempts, started)
+            token = self._tracker.current_token(timeout=left)
+            attempts += 1
+            outcome = self._attempt(payload, token, deadline)
+            outcome = _with(outcome, attempts=attempts, elapsed=time.monotonic() - started)
+            if outcome.accepted:
+                return outcome
+            if progress is not None:
+                progress(outcome.cause or v.INTERNAL_ERROR, outcome.detail)
+            if outcome.http_status == 401 and token is not None and not refreshed:
+                refreshed = True
+                time_left = deadline() - time.monotonic()
+                fresh = self._tracker.refresh(token, timeout=max(0.0, time_left))
+                if fresh is not None and fresh != token:
+                    last = outcome
+                    continue
+                return outcome
+            if not retry or not _retryable(outcome):
+                return outcome
+            last = outcome
+            failures += 1
+            if not self._wait_before_retry(outcome, failures, deadline):
+                return self._out_of_time(last, attempts, started)
+
+    def _wait_before_retry(self, outcome: Outcome, failures: int,
+                           deadline: Callable[[], float]) -> bool:
+        """Wait before the next attempt; False when it cannot fit before the deadline."""
+        left = deadline() - time.monotonic()
+        if outcome.retry_after is not None:
+            if outcome.retry_after + MIN_ATTEMPT_TIME > left:
+                return False
+            delay = outcome.retry_after
+        else:
+            nominal = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+            delay = min(nominal, left / 4)
+        wait_until = time.monotonic() + delay
+        self._budget.sleep(lambda: min(wait_until, deadline()))
+        return deadline() - time.monotonic() >= MIN_ATTEMPT_TIME
+
+    def _out_of_time(self, last: Outcome | None, attempts: int, started: float) -> Outcome:
+        elapsed = time.monotonic() - started
+        if last is None:
+            return Outcome(v.SHUTDOWN, "the deadline came before the batch could be sent",
+                           attempts=0, elapsed=elapsed, cut_short=True)
+        detail = (f"{last.detail} (after {attempts} attempt{'s' if attempts != 1 else ''} "
+                  f"over {elapsed:.1f} s, time allowed spent)")
+        return _with(last, detail=detail, attempts=attempts, elapsed=elapsed, cut_short=True)
+
+    def _attempt(self, payload: bytes, token: str | None,
+                 deadline: Callable[[], float]) -> Outcome:
+        headers = {"Content-Type": CONTENT_TYPE, "User-Agent": USER_AGENT}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        left = max(MIN_ATTEMPT_TIME, deadline() - time.monotonic())
+        sent_at = time.monotonic()
+        try:
+            response = self.session.post(self.endpoint, data=payload, headers=headers,
+                                         timeout=left, allow_redirects=False, stream=True)
+        except Exception as error:  # requests raises many types; each maps to a cause
+            self._on_response(None, time.monotonic() - sent_at)
+            cause, detail = exception_cause(error, self.endpoint)
+            if cause == v.BAD_RESPONSE:  # an answer that came but does not decode
+                cause = v.CONNECTION_ERROR
+            return Outcome(cause, detail)
+        self._on_response(response.status_code, time.monotonic() - sent_at)
+        body, body_error, timed_out = _read_body(response, deadline)
+        answer = _Answer(response.status_code, response.headers.get("Location"),
+                         response.headers.get("Retry-After"), body, body_error, timed_out)
+        return self._judge(answer)
+
+    def _judge(self, answer: _Answer) -> Outcome:
+        status = answer.status
+        if 200 <= status < 300:
+            if answer.timed_out:
+                return Outcome(v.TIMEOUT, f"HTTP {status} from {self.where}, but its body was "
+                               "still arriving at the deadline", status)
+            return self._accepted(answer)
+        if 300 <= status < 400 or status < 200:
+            where = host_label(answer.location) if answer.location else "no Location"
+            return Outcome(v.UNEXPECTED_STATUS,
+                           f"HTTP {status} from {self.where} redirecting to {where} "
+                           "(not followed: the token is only sent to the configured endpoint)"
+                           if 300 <= status < 400 else f"HTTP {status} from {self.where}",
+                           status)
+        detail = f"HTTP {status} from {self.where}"
+        if answer.body:
+            detail += f": {error_text(answer.body)}"
+        retry_after = parse_retry_after(answer.retry_after) if status in (429, 503) else None
+        return Outcome(status_cause(status), detail, status, retry_after=retry_after)
+
+    def _accepted(self, answer: _Answer) -> Outcome:
+        detail = f"HTTP {answer.status} from {self.where}"
+        if answer.body_error:
+            logger.debug("OTLP answer from %s accepted; its body was not read whole (%s)",
+                         self.where, answer.body_error)
+        if not answer.body:
+            return Outcome(None, detail, answer.status)
+        response = ExportTraceServiceResponse()
+        try:
+            response.ParseFromString(answer.body)
+        except (DecodeError, ValueError, RuntimeError) as error:
+            logger.debug("OTLP answer from %s accepted; its body is not an "
+                         "ExportTraceServiceResponse (%s)", self.where, type(error).__name__)
+            return Outcome(None, detail, answer.status)
+        partial = response.partial_success
+        rejected = max(0, int(partial.rejected_spans))
+        message = " ".join(partial.error_message.split())[:300] or None
+        return Outcome(None, detail, answer.status, rejected_spans=rejected,
+                       rejected_message=message)
+
+
+def _retryable(outcome: Outcome) -> bool:
+    if outcome.http_status is not None:
+        return outcome.http_status in RETRIED_STATUSES
+    return outcome.cause in RETRIED_CAUSES
+
+
+def _with(outcome: Outcome, **changes: object) -> Outcome:
+    return replace(outcome, **changes)  # type: ignore[arg-type]
+
