@@ -18,7 +18,8 @@ Which answers are retried, and why:
   specification does not list them as retryable; retrying would repeat the failure and eat
   the deadline of the batches behind it;
 - 401: the token is refreshed once (a single request however many exports ask) and the
-  request sent again; 403 and a second 401 are definitive;
+  request sent again, with the old token if the refresh failed and it has not expired;
+  403 and a second 401 are definitive;
 - other 4xx, 1xx and 3xx: definitive. Redirects are never followed, so the token is never
   sent to a host the configuration did not name;
 - every 2xx is acceptance. Its body is parsed as an ``ExportTraceServiceResponse`` whose
@@ -151,12 +152,14 @@ def _read_body(response: requests.Response, deadline: Callable[[], float]) -> tu
     # read1 returns whatever has arrived, so a body dripping one byte at a time still
     # reaches the clock check; read(n) would wait for n bytes.
     read = getattr(response.raw, "read1", None) or response.raw.read
+    whole = False
     try:
         while size < MAX_BODY_BYTES:
             if time.monotonic() >= deadline():
                 return b"".join(chunks), "the deadline came while the body was arriving", True
             chunk = read(min(8192, MAX_BODY_BYTES - size), decode_content=True)
             if not chunk:
+                whole = True
                 break
             chunks.append(chunk)
             size += len(chunk)
@@ -165,7 +168,10 @@ def _read_body(response: requests.Response, deadline: Callable[[], float]) -> tu
     except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
         return b"".join(chunks), f"{type(error).__name__} while reading the body", False
     finally:
-        response.close()
+        if whole:
+            response.raw.release_conn()  # read to its end: the connection is reused
+        else:
+            response.close()  # a body left unread: the connection cannot be reused
     return b"".join(chunks), None, False
 
 
@@ -218,13 +224,12 @@ class OTLPRequestLoop:
             if progress is not None:
                 progress(outcome.cause or v.INTERNAL_ERROR, outcome.detail)
             if outcome.http_status == 401 and token is not None and not refreshed:
+                # Once per payload: a new token (or, when the refresh failed, the same one,
+                # which has not expired), then a second 401 is definitive.
                 refreshed = True
-                time_left = deadline() - time.monotonic()
-                fresh = self._tracker.refresh(token, timeout=max(0.0, time_left))
-                if fresh is not None and fresh != token:
-                    last = outcome
-                    continue
-                return outcome
+                self._tracker.refresh(token, timeout=max(0.0, deadline() - time.monotonic()))
+                last = outcome
+                continue
             if not retry or not _retryable(outcome):
                 return outcome
             last = outcome

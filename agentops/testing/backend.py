@@ -129,6 +129,11 @@ def _optional(check: Callable[..., Any]) -> Callable[..., Any]:
     return lambda value, name: None if value is None else check(value, name=name)
 
 
+def _partial_success(value: Any, name: str) -> tuple[int, str]:
+    rejected, message = value
+    return int(rejected), str(message)
+
+
 def _body(body: Any, name: str) -> bytes | None:
     value = body.encode("utf-8") if isinstance(body, str) else body
     if value is not None and not isinstance(value, (bytes, bytearray)):
@@ -408,6 +413,12 @@ class LocalBackend:
         otlp_retry_after: float | None = None,
         otlp_delay: float = 0.0,
         otlp_hang: bool = False,
+        otlp_partial_success: tuple[int, str] | None = None,
+        otlp_location: str | None = None,
+        otlp_max_bytes: int | None = None,
+        otlp_drip: float = 0.0,
+        auth_retry_after: float | None = None,
+        token_leeway: float = 0.0,
     ) -> None:
         if api_key is not None and not _UUID_RE.match(api_key):
             raise ValueError("api_key must be a UUID string")
@@ -442,6 +453,12 @@ class LocalBackend:
         self.otlp_retry_after = otlp_retry_after
         self.otlp_delay = otlp_delay
         self.otlp_hang = otlp_hang
+        self.otlp_partial_success = otlp_partial_success
+        self.otlp_location = otlp_location
+        self.otlp_max_bytes = otlp_max_bytes
+        self.otlp_drip = otlp_drip
+        self.auth_retry_after = auth_retry_after
+        self.token_leeway = token_leeway
 
         self._spans: collections.deque[_Record] = collections.deque(maxlen=MAX_RECORDS)
         self._span_total = 0
@@ -600,6 +617,13 @@ class LocalBackend:
             self._otlp_retry_after: float | None = None
             self._otlp_delay = 0.0
             self._otlp_hang = False
+            self._otlp_partial_success: tuple[int, str] | None = None
+            self._otlp_location: str | None = None
+            self._otlp_max_bytes: int | None = None
+            self._otlp_drip = 0.0
+            self._auth_retry_after: float | None = None
+            self._auth_statuses: collections.deque[int] = collections.deque()
+            self._token_leeway = 0.0
             self._changed.notify_all()
 
     @property
@@ -623,6 +647,25 @@ class LocalBackend:
     otlp_retry_after = _Knob(_optional(_check_seconds))
     otlp_delay = _Knob(_check_seconds)
     otlp_hang = _Knob(lambda value, name: bool(value))
+    otlp_partial_success = _Knob(_optional(_partial_success))
+    """(rejected spans, error message) in the ExportTraceServiceResponse of a 200."""
+    otlp_location = _Knob(_optional(lambda value, name: str(value)))
+    """Location header sent with a forced 3xx status."""
+    otlp_max_bytes = _Knob(_optional(lambda value, name: int(value)))
+    """Requests with a larger body are answered 413, as a size-limited receiver does."""
+    otlp_drip = _Knob(_check_seconds)
+    """Seconds between the bytes of a 200's body (a receiver that drips its answer)."""
+    auth_retry_after = _Knob(_optional(_check_seconds))
+    """Retry-After sent with a 429 or 503 from the token endpoint."""
+    token_leeway = _Knob(_check_seconds)
+    """Seconds past ``exp`` the receiver still accepts a token (a receiver whose clock is
+    behind the client's)."""
+
+    def queue_auth_statuses(self, *statuses: int) -> None:
+        """Statuses the next token requests answer, one each, before the usual answer."""
+        values = [_check_status(s, name="auth status") for s in statuses]
+        with self._lock:
+            self._auth_statuses.extend(values)
 
     @property
     def otlp_statuses(self) -> list[int]:
@@ -745,6 +788,7 @@ class LocalBackend:
             self._secret,
             algorithms=[_JWT_ALGORITHM],
             options={"require": ["exp"]},
+            leeway=self.token_leeway,
         )
 
     def _token_error(self, token: str | None) -> str | None:
@@ -823,18 +867,22 @@ class LocalBackend:
             return
 
         with self._lock:
-            forced_status = self._auth_status
+            forced_status = (self._auth_statuses.popleft() if self._auth_statuses
+                             else self._auth_status)
             forced_body = self._auth_body
             forced_type = self._auth_content_type
+            retry_after = self._auth_retry_after
         if forced_body is not None or (forced_status is not None and forced_status != 200):
             status = forced_status if forced_status is not None else 200
             record["status"] = status
             self._record_auth(record)
+            headers = ({"Retry-After": f"{retry_after:g}"}
+                       if retry_after is not None and status in (429, 503) else {})
             if forced_body is not None:
-                handler.send_bytes(status, forced_body, forced_type)
+                handler.send_bytes(status, forced_body, forced_type, headers)
             else:
                 message = _AUTH_ERRORS.get(status, _status_phrase(status))
-                handler.send_json(status, {"error": message})
+                handler.send_json(status, {"error": message}, headers)
             return
 
         if not key_format_ok:
@@ -902,6 +950,7 @@ class LocalBackend:
             handler.send_json(err.status, {"error": err.message})
             return
         record["bytes"] = len(raw)
+        record["header_names"] = sorted({name.lower() for name in handler.headers.keys()})
         if not raw:
             record["check"] = True
         record["authorized"] = token is not None and self._token_error(token) is None
@@ -937,12 +986,20 @@ class LocalBackend:
             else:
                 forced = self._otlp_status
             retry_after = self._otlp_retry_after
+            location = self._otlp_location
+            max_bytes = self._otlp_max_bytes
+            partial = self._otlp_partial_success
+            drip = self._otlp_drip
+        if forced is None and max_bytes is not None and len(raw) > max_bytes:
+            forced = 413
         if forced is not None and forced != 200:
             record["status"] = forced
             self._record_otlp(record)
             headers: dict[str, str] = {}
             if forced == 429 and retry_after is not None:
                 headers["Retry-After"] = f"{retry_after:g}"
+            if 300 <= forced < 400 and location is not None:
+                headers["Location"] = location
             if forced >= 400:
                 handler.send_json(forced, {"error": _status_phrase(forced)}, headers)
             else:
@@ -961,11 +1018,36 @@ class LocalBackend:
             handler.send_json(status, {"error": message_text})
             return
 
+        answer = ExportTraceServiceResponse()
+        if partial is not None and spans:
+            answer.partial_success.rejected_spans = min(partial[0], len(spans))
+            answer.partial_success.error_message = partial[1]
+            accepted_spans = spans[answer.partial_success.rejected_spans:]
+        else:
+            accepted_spans = spans
         record["status"] = 200
-        self._record_otlp(record, spans)
-        handler.send_bytes(
-            200, ExportTraceServiceResponse().SerializeToString(), "application/x-protobuf"
-        )
+        self._record_otlp(record, accepted_spans)
+        if drip > 0:
+            answer.partial_success.error_message = "." * 200  # a body worth dripping
+            self._drip(handler, answer.SerializeToString(), drip)
+            return
+        handler.send_bytes(200, answer.SerializeToString(), "application/x-protobuf")
+
+    def _drip(self, handler: _Handler, body: bytes, interval: float) -> None:
+        """A 200 whose body arrives one byte every ``interval`` seconds."""
+        handler.close_connection = True
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/x-protobuf")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for i in range(len(body)):
+            if self._stopping.wait(interval):
+                return
+            try:
+                handler.wfile.write(body[i:i + 1])
+                handler.wfile.flush()
+            except OSError:
+                return
 
     def _record_otlp(self, record: _Record, spans: list[_Record] | None = None) -> None:
         with self._changed:
