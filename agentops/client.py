@@ -11,9 +11,11 @@ import threading
 import time
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from requests.adapters import HTTPAdapter
 
+from agentops import semconv
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
@@ -26,7 +28,14 @@ from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url, url_line
 from agentops.log import log_stream
-from agentops.tracing import TraceContext, install_router, samples_every_span
+from agentops.tracing import (
+    EndState,
+    TraceContext,
+    install_router,
+    resolve_end_state,
+    samples_every_span,
+    session_attributes,
+)
 
 logger = logging.getLogger("agentops")
 
@@ -66,6 +75,23 @@ class Client:
         """Runs on the authentication thread once the first token is held."""
         self.receiver.check(self.exporter.loop, time.monotonic() + self.config.export_timeout)
 
+    @property
+    def initialized(self) -> bool:
+        """Upstream's flag: True until this client is shut down."""
+        return not self.closed
+
+    def init(self, **kwargs: Any) -> Any:
+        """``agentops.init(**kwargs)``, for code written against upstream's client."""
+        import agentops
+
+        return agentops.init(**kwargs)
+
+    def configure(self, **kwargs: Any) -> None:
+        """``agentops.configure(**kwargs)``: settings for the next ``init``."""
+        import agentops
+
+        agentops.configure(**kwargs)
+
     def start(self) -> None:
         self.tracker.start()
         self._start_closer()
@@ -73,15 +99,24 @@ class Client:
 
     # -- session traces ----------------------------------------------------------------
 
-    def start_trace(self, trace_name: str | None = None, tags: list[str] | None = None) -> TraceContext:
+    def start_trace(self, trace_name: str | None = None,
+                    tags: list[str] | dict[str, Any] | None = None, *, attach: bool = True,
+                    is_init_trace: bool = False) -> TraceContext:
+        """Start a session trace: a new root span named ``{trace_name}.session`` (its own
+        trace id and URL whatever span is current), made current unless ``attach`` is false.
+
+        ``tags``: a list of strings (added to ``default_tags`` under ``agentops.tags``) or a
+        dict whose items become attributes of the root span, as upstream does. Raises
+        TypeError for any other type.
+        """
         name = trace_name or self.config.trace_name
-        all_tags = list(dict.fromkeys([*self.config.default_tags, *(tags or [])]))
-        attributes: dict[str, Any] = {"agentops.span.kind": "session", "agentops.trace.name": name}
-        if all_tags:
-            attributes["agentops.tags"] = all_tags
-        span = self.tracer.start_span(name, attributes=attributes)
+        attributes = session_attributes(name, tags, self.config.default_tags)
+        # An empty context: the session trace is a root whatever span is current.
+        span = self.tracer.start_span(semconv.span_name(name, semconv.SpanKind.SESSION),
+                                      context=Context(), attributes=attributes)
         url = session_url(self.config.app_url, span.get_span_context().trace_id)
-        trace_context = TraceContext(span, name, url, on_end=self._trace_ended)
+        trace_context = TraceContext(span, name, url, on_end=self._trace_ended, attach=attach,
+                                     is_init_trace=is_init_trace)
         with self._lock:
             self.traces.append(trace_context)
         if self.config.log_session_replay_url:
@@ -93,7 +128,11 @@ class Client:
             if trace_context in self.traces:
                 self.traces.remove(trace_context)
 
-    def end_trace(self, trace_context: TraceContext | None = None, end_state: str = "Success") -> None:
+    def end_trace(self, trace_context: TraceContext | None = None,
+                  end_state: EndState = "Success") -> None:
+        """End one session trace, or every open one when ``trace_context`` is None.
+        ``end_state``: see ``agentops.tracing.resolve_end_state`` (TypeError when invalid)."""
+        resolve_end_state(end_state)  # refuse a bad end state before ending anything
         targets = [trace_context] if trace_context is not None else list(self.traces)
         for target in targets:
             target.end(end_state)

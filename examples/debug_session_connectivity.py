@@ -44,7 +44,8 @@ import json, sys
 import agentops
 from opentelemetry import trace
 
-client = agentops.init(wait_for_auth=True)
+agentops.init(wait_for_auth=True)
+client = agentops.get_client()
 tracer = trace.get_tracer("connectivity-example")
 for step in ("plan", "search", "answer"):
     with tracer.start_as_current_span("agent." + step):

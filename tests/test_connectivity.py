@@ -249,7 +249,8 @@ import agentops
 from opentelemetry import trace
 from agentops.helpers.debug_session import test_session_connectivity
 
-client = agentops.init(wait_for_auth=True, max_wait_time=100)
+agentops.init(wait_for_auth=True, max_wait_time=100)
+client = agentops.get_client()
 client.receiver.wait(5)  # the client's own receiver check is not the test's doing
 tracer = trace.get_tracer("user")
 with tracer.start_as_current_span("before-test"):
@@ -292,4 +293,4 @@ def test_running_session_is_not_disturbed_and_still_delivers_afterwards(local_ba
     assert [s["name"] for s in test_spans] == ["agentops.connectivity_test"]
     assert test_spans[0]["resource"]["service.name"] == "agentops-connectivity-test"
     assert local_backend.wait_for_spans(4, timeout=5)
-    assert {"before-test", "after-test", "session"} <= set(local_backend.span_names)
+    assert {"before-test", "after-test", "session.session"} <= set(local_backend.span_names)

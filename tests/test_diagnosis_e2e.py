@@ -37,8 +37,9 @@ flush = settings.pop("flush", True)
 shutdown = settings.pop("shutdown", None)
 unencodable_span = settings.pop("unencodable_span", False)
 
-client = agentops.init(max_wait_time=100, auto_start_session=False,
-                       log_session_replay_url=False, **settings)
+agentops.init(max_wait_time=100, auto_start_session=False, log_session_replay_url=False,
+              **settings)
+client = agentops.get_client()
 if wait_for_outcome:
     client.tracker.wait(wait_for_outcome)
 tracer = trace.get_tracer("diagnosis-e2e")

@@ -321,7 +321,8 @@ def test_init_either_works_or_raises_config_error(args):
     args.pop("fail_safe", None)
     with sdk_sandbox():
         try:
-            client = agentops.init(**args, auto_start_session=False)
+            agentops.init(**args, auto_start_session=False)
+            client = agentops.get_client()
         except ConfigError as error:
             event("ConfigError")
             assert mentions_a_setting(error), str(error)
@@ -338,7 +339,8 @@ def test_init_either_works_or_raises_config_error(args):
 def test_init_with_fail_safe_never_raises(args):
     args["fail_safe"] = True
     with sdk_sandbox():
-        client = agentops.init(**args, auto_start_session=False)
+        agentops.init(**args, auto_start_session=False)
+        client = agentops.client.current()
         event("initialised" if client is not None else "init failed, logged")
         if client is not None:
             event(f"{len(client.config.errors)} settings refused")
@@ -366,10 +368,11 @@ def test_a_timeout_beyond_what_threads_can_wait_is_refused_or_harmless(local_bac
     local_backend.auth_delay = 0.3
     with sdk_sandbox():
         try:
-            client = agentops.init(
+            agentops.init(
                 api_key=local_backend.api_key, endpoint=local_backend.api_url,
                 exporter_endpoint=local_backend.otlp_url, app_url=local_backend.app_url,
                 wait_for_auth=True, **{setting: 1e12})
+            client = agentops.get_client()
         except ConfigError:
             return
         client.shutdown()

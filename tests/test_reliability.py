@@ -200,15 +200,19 @@ def test_repeated_init_keeps_one_exporter_and_counts_each_span_once(local_backen
     import json, agentops
     from opentelemetry import trace
     tracer = trace.get_tracer("re-init")
-    first = agentops.init(max_wait_time=50)
-    again = agentops.init(max_wait_time=50)
+    agentops.init(max_wait_time=50)
+    first = agentops.get_client()
+    agentops.init(max_wait_time=50)
+    again = agentops.get_client()
     print("SAME", first is again)
     tracer.start_span("one").end()
     agentops.end_trace()
-    third = agentops.init(max_wait_time=50)
+    agentops.init(max_wait_time=50)
+    third = agentops.get_client()
     print("AFTER_END", third is first, third.traces[0].name if third.traces else None)
     tracer.start_span("two").end()
-    fourth = agentops.init(api_key="{other_key}", max_wait_time=50)
+    agentops.init(api_key="{other_key}", max_wait_time=50)
+    fourth = agentops.get_client()
     print("NEW_KEY", fourth is not first, first.closed)
     tracer.start_span("three").end()
     fourth.processor.force_flush()
@@ -220,7 +224,8 @@ def test_repeated_init_keeps_one_exporter_and_counts_each_span_once(local_backen
     assert "NEW_KEY True True" in run.stdout
     assert local_backend.wait_for_spans(6, timeout=5)
     names = sorted(local_backend.span_names)
-    assert names == ["one", "session", "session", "session", "three", "two"]
+    assert names == ["one", "session.session", "session.session", "session.session", "three",
+                     "two"]
     stats = run.last_json()
     assert stats["spans_made"] == 1 and stats["spans_exported"] == 1  # 'three' only
     keys = {local_backend.decode_token(r["token"])["api_key"] for r in local_backend.otlp_requests}

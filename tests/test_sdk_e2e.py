@@ -74,7 +74,7 @@ def test_healthy_program_delivers_every_span_at_exit_with_a_green_url(local_back
     assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
     names = local_backend.span_names
     assert sorted(n for n in names if n.startswith("span-")) == sorted(f"span-{i}" for i in range(SPANS))
-    assert "session" in names
+    assert "session.session" in names
     lines = url_lines(run.stderr)
     assert len(lines) == 1 and "\U0001f7e2" in lines[0] and "/sessions?trace_id=" in lines[0]
     assert "WARNING" not in run.stderr and "not sent" not in run.stderr

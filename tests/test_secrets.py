@@ -32,7 +32,8 @@ if "--basic-logging" in sys.argv:
 import agentops
 from opentelemetry import trace
 
-client = agentops.init(max_wait_time=100)
+agentops.init(max_wait_time=100)
+client = agentops.get_client()
 tracer = trace.get_tracer("secrets")
 
 def burst(prefix):
@@ -218,10 +219,10 @@ def test_no_key_or_token_in_doctor_output(backend, doctor, as_json, key_from):
 def test_no_key_or_token_in_log_records_reprs_or_reports_in_process(backend, caplog):
     caplog.set_level(logging.DEBUG)
     backend.queue_otlp_statuses(401, 401)
-    client = agentops.init(api_key=KEY, endpoint=backend.api_url,
-                           exporter_endpoint=backend.otlp_url, app_url=backend.app_url,
-                           max_wait_time=50, wait_for_auth=True, log_level="DEBUG",
-                           export_timeout=2)
+    agentops.init(api_key=KEY, endpoint=backend.api_url, exporter_endpoint=backend.otlp_url,
+                  app_url=backend.app_url, max_wait_time=50, wait_for_auth=True,
+                  log_level="DEBUG", export_timeout=2)
+    client = agentops.get_client()
     from opentelemetry import trace
 
     tracer = trace.get_tracer("secrets")

@@ -139,9 +139,12 @@ def test_trace_context_manager_ends_with_error_status_on_exception(local_backend
     _, active, trace_id = next(line for line in run.stdout.splitlines() if line.startswith("ACTIVE")).split()
     assert active == "0"
     spans = {s["name"]: s for s in local_backend.spans}
-    assert spans["work"]["status_code"] == 2 and spans["fine"]["status_code"] == 1
-    assert spans["child"]["trace_id"] == trace_id == spans["work"]["trace_id"]
-    assert spans["work"]["attributes"]["agentops.tags"] == ["t1"]
+    work, fine = spans["work.session"], spans["fine.session"]
+    assert work["status_code"] == 2 and fine["status_code"] == 1
+    assert work["status_message"] == "RuntimeError: boom"
+    assert work["attributes"]["agentops.session.end_state"] == "Error"
+    assert spans["child"]["trace_id"] == trace_id == work["trace_id"]
+    assert work["attributes"]["agentops.tags"] == ["t1"]
 
 
 def test_exactly_one_url_line_per_session_trace(local_backend):
