@@ -369,12 +369,12 @@ def _wrap_class(cls: type, options: _Options) -> type:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         client = _running_client()
         if client is None:
-            super(wrapped_class, self).__init__(*args, **kwargs)
+            super(wrapped_class, self).__init__(*args, **kwargs)  # type: ignore[arg-type]
             return
         scope = _Scope(client, options, name, io_kind=semconv.ENTITY)
         scope.record_input(args, kwargs)
         try:
-            super(wrapped_class, self).__init__(*args, **kwargs)
+            super(wrapped_class, self).__init__(*args, **kwargs)  # type: ignore[arg-type]
         except BaseException as error:
             scope.finish(error)
             raise
@@ -397,11 +397,11 @@ def _wrap_class(cls: type, options: _Options) -> type:
                 scope.record_output(self)
                 scope.finish(exc)
 
-    namespace = {"__init__": functools.wraps(cls.__init__)(__init__),
+    namespace = {"__init__": functools.wraps(cls.__init__)(__init__),  # type: ignore[misc]
                  "__aenter__": __aenter__, "__aexit__": __aexit__,
                  "__module__": cls.__module__, "__qualname__": cls.__qualname__,
                  "__doc__": cls.__doc__}
-    wrapped_class = type(cls)(cls.__name__, (cls,), namespace)
+    wrapped_class: type = type(cls)(cls.__name__, (cls,), namespace)
     return wrapped_class
 
 

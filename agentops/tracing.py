@@ -326,13 +326,12 @@ class TraceContext:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
+                 tb: TracebackType | None) -> None:
         if exc is not None:
             self.span.record_exception(exc)
             self.end(ERROR, f"{type(exc).__name__}: {exc}")
         else:
             self.end(SUCCESS)
-        return False
 
     def __repr__(self) -> str:
         return f"TraceContext(name={self.name!r}, trace_id={self.trace_id}, ended={self.ended})"

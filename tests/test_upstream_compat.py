@@ -253,8 +253,8 @@ def test_top_level_decorators_on_every_kind_of_callable(local_backend):
     swallowed = one(spans, "swallow.task")
     recorded_input = swallowed["attributes"]["agentops.task.input"]
     assert len(recorded_input) <= 65_536 and "truncated" in recorded_input
-    assert "<cycle list>" in recorded_input and "<Unprintable>" in recorded_input
-    assert swallowed["attributes"]["agentops.task.output"] == '"<Unprintable>"'
+    assert "<cycle list>" in recorded_input and "<Unprintable instance at" in recorded_input
+    assert swallowed["attributes"]["agentops.task.output"].startswith('"<Unprintable instance')
     assert swallowed["status_code"] == 0
 
     assert len(url_lines(run.stderr)) == 3  # async_session, gen-session, endpoint
@@ -530,3 +530,45 @@ def test_traces_ended_out_of_order_or_on_another_thread_never_adopt_later_spans(
         assert root["attributes"]["agentops.session.end_state"] == "Success"
     assert "Failed to detach context" not in run.stderr
     assert run.last_json()["spans_exported"] == 9
+
+
+def test_a_generator_span_is_current_only_while_its_body_runs_and_ends_when_closed(local_backend):
+    code = """
+    import agentops
+    from opentelemetry import trace
+    tracer = trace.get_tracer("user")
+    agentops.init(auto_start_session=False)
+
+    @agentops.tool
+    def items():
+        tracer.start_span("in-body").end()
+        yield 1
+        yield 2
+        yield 3
+
+    @agentops.task
+    def failing_items():
+        yield 1
+        raise RuntimeError("stream broke")
+
+    iterator = items()
+    print("FIRST", next(iterator))
+    tracer.start_span("between").end()
+    for item in iterator:
+        break                      # leaves it suspended: closing it ends its span
+    iterator.close()
+    try:
+        list(failing_items())
+    except RuntimeError:
+        print("RAISED")
+    never_started = items()        # no iteration: no span
+    """
+    run = run_program(local_backend, code, expect_spans=4)
+    assert "FIRST 1" in run.stdout and "RAISED" in run.stdout
+    spans = by_name(local_backend)
+    generator = one(spans, "items.tool")
+    assert child_of(one(spans, "in-body"), generator)
+    assert one(spans, "between")["parent_span_id"] is None
+    assert generator["status_code"] == 0
+    failing = one(spans, "failing_items.task")
+    assert failing["status_code"] == 2 and failing["status_message"] == "RuntimeError: stream broke"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import reprlib
 from collections.abc import Mapping
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -75,7 +76,7 @@ def _plain(value: Any, depth: int, seen: set[int]) -> Any:
                           _plain(item, depth - 1, seen)))
         return dict(items)
     if isinstance(value, (list, tuple, set, frozenset)):
-        out = [_plain(item, depth - 1, seen) for _, item in zip(range(MAX_ITEMS), value)]
+        out = [_plain(item, depth - 1, seen) for _, item in zip(range(MAX_ITEMS), value, strict=False)]
         if len(value) > MAX_ITEMS:
             out.append(f"... {len(value) - MAX_ITEMS} more")
         return out
@@ -108,9 +109,15 @@ def _as_dict(value: Any) -> Any:
     return None
 
 
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxstring = _repr.maxother = 1024
+"""Bounded reprs: a large container at the depth limit costs what its first items cost."""
+
+
 def _safe_repr(value: Any) -> str:
     try:
-        text = repr(value)
+        text = _repr.repr(value)
     except Exception:
         return f"<{type(value).__name__}>"
     return _cut(text, 1024)
