@@ -423,9 +423,10 @@ def test_a_faulty_rule_becomes_an_issue_instead_of_an_exception():
 
 def init_against(backend, **kwargs):
     kwargs.setdefault("api_key", backend.api_key)
-    return agentops.init(endpoint=backend.api_url, exporter_endpoint=backend.otlp_url,
-                         app_url=backend.app_url, max_wait_time=50, auth_timeout=2,
-                         auto_start_session=False, log_session_replay_url=False, **kwargs)
+    agentops.init(endpoint=backend.api_url, exporter_endpoint=backend.otlp_url,
+                  app_url=backend.app_url, max_wait_time=50, auth_timeout=2,
+                  auto_start_session=False, log_session_replay_url=False, **kwargs)
+    return agentops.get_client()
 
 
 def make_spans(n: int) -> None:

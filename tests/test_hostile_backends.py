@@ -237,10 +237,11 @@ def test_program_against_an_untrusted_certificate_diagnoses_tls_error_and_exits_
 # -- the OTLP receiver -------------------------------------------------------------------
 
 def init_against(backend, **settings):
-    return agentops.init(api_key=backend.api_key, endpoint=backend.api_url,
-                         exporter_endpoint=backend.otlp_url, app_url=backend.app_url,
-                         auto_start_session=False, max_wait_time=50, wait_for_auth=True,
-                         auth_timeout=5, **settings)
+    agentops.init(api_key=backend.api_key, endpoint=backend.api_url,
+                  exporter_endpoint=backend.otlp_url, app_url=backend.app_url,
+                  auto_start_session=False, max_wait_time=50, wait_for_auth=True,
+                  auth_timeout=5, **settings)
+    return agentops.get_client()
 
 
 def make_spans(names):
