@@ -336,9 +336,10 @@ def _session_options(options: _Options) -> _Options:
 
 
 def _wrap_function(wrapped: Callable[..., Any], options: _Options) -> Callable[..., Any]:
-    is_async_generator = inspect.isasyncgenfunction(wrapped)
-    is_generator = inspect.isgeneratorfunction(wrapped)
-    is_coroutine = inspect.iscoroutinefunction(wrapped)
+    function = wrapped.__func__ if isinstance(wrapped, (classmethod, staticmethod)) else wrapped
+    is_async_generator = inspect.isasyncgenfunction(function)
+    is_generator = inspect.isgeneratorfunction(function)
+    is_coroutine = inspect.iscoroutinefunction(function)
     endpoint = options.kind == SpanKind.HTTP
 
     @wrapt.decorator
@@ -426,7 +427,7 @@ def create_entity_decorator(kind: str) -> Callable[..., Any]:
                                      capture_response=capture_response)
         if inspect.isclass(wrapped):
             return _wrap_class(wrapped, options)
-        if not callable(wrapped):
+        if not callable(wrapped) and not isinstance(wrapped, (classmethod, staticmethod)):
             raise TypeError(f"@{kind} decorates a function, method or class; got "
                             f"{type(wrapped).__name__} (pass the name as name=...)")
         return _wrap_function(wrapped, options)

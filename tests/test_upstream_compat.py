@@ -572,3 +572,35 @@ def test_a_generator_span_is_current_only_while_its_body_runs_and_ends_when_clos
     assert generator["status_code"] == 0
     failing = one(spans, "failing_items.task")
     assert failing["status_code"] == 2 and failing["status_message"] == "RuntimeError: stream broke"
+
+
+def test_decorators_over_classmethods_and_staticmethods(local_backend):
+    code = """
+    import agentops
+    agentops.init(auto_start_session=False)
+
+    class Catalogue:
+        @agentops.tool
+        @classmethod
+        def lookup(cls, key):
+            return key.upper()
+
+        @agentops.tool(name="normalise")
+        @staticmethod
+        def clean(text):
+            return text.strip()
+
+        @classmethod
+        @agentops.task
+        def build(cls, size):
+            return size
+
+    print("VALUES", Catalogue.lookup("k"), Catalogue().clean(" t "), Catalogue.build(3))
+    """
+    run = run_program(local_backend, code, expect_spans=3)
+    assert "VALUES K t 3" in run.stdout
+    spans = by_name(local_backend)
+    assert one(spans, "lookup.tool")["attributes"]["agentops.tool.input"] == \
+        '{"args": ["k"], "kwargs": {}}'
+    assert one(spans, "normalise.tool")["attributes"]["agentops.tool.output"] == "t"
+    assert one(spans, "build.task")["attributes"]["agentops.task.output"] == "3"
