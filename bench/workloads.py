@@ -20,6 +20,7 @@ from typing import Any
 RESULT_PREFIX = "BENCH_RESULT "
 EXIT_PREFIX = "BENCH_EXIT_START "
 SPAN_NAME = "bench.span"
+PARENT_SPAN_NAME = "bench.parent"
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -50,6 +51,7 @@ class Pipeline:
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.kind = config["pipeline"]
+        self.parent_span = bool(config.get("parent_span"))
         if self.kind == "agentops":
             import agentops
 
@@ -78,7 +80,18 @@ class Pipeline:
         self.tracer = trace.get_tracer("bench")
 
     def spans(self, count: int, burst: int | None) -> None:
-        """``count`` spans; with ``burst``, a flush after every ``burst`` spans."""
+        """``count`` spans; with ``burst``, a flush after every ``burst`` spans. With
+        ``parent_span`` (plain pipeline), under one parent span, as agentops' spans are under
+        its session trace."""
+        if not self.parent_span:
+            self._spans(count, burst)
+            return
+        with self.tracer.start_as_current_span(PARENT_SPAN_NAME):
+            self._spans(count, burst)
+        if burst:
+            self.flush()
+
+    def _spans(self, count: int, burst: int | None) -> None:
         tracer = self.tracer
         for index in range(count):
             with tracer.start_as_current_span(SPAN_NAME, attributes={"bench.index": index}):
