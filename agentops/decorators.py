@@ -419,6 +419,10 @@ def create_entity_decorator(kind: str) -> Callable[..., Any]:
                   tags: list[str] | dict[str, Any] | None = None, cost: Any = None,
                   spec: str | None = None, capture_request: bool = True,
                   capture_response: bool = True) -> Any:
+        if tags is not None and not isinstance(tags, (list, tuple, set, frozenset, dict)):
+            # refused where the decorator is written, not in every call of the function
+            raise TypeError(f"@{kind}(tags=...) takes a list of strings or a dict of "
+                            f"attribute values, got {type(tags).__name__}")
         options = _Options(kind, name, version, tags, cost, spec, capture_request,
                            capture_response)
         if wrapped is None:

@@ -134,6 +134,9 @@ class WorkflowAttributes:
     WORKFLOW_APP_ID = "workflow.app_id"
 
 
+CONNECTIVITY_TEST_KIND = "connectivity_test"
+"""This SDK's own kind: the one span the connectivity test exports (not an upstream kind)."""
+
 TRACE_METADATA_PREFIX = "trace.metadata"
 """Default prefix of ``update_trace_metadata`` keys that are not conventions."""
 

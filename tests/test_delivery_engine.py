@@ -33,10 +33,10 @@ def free_port() -> int:
 
 def init_against(backend: LocalBackend, **settings):
     settings.setdefault("exporter_endpoint", backend.otlp_url)
-    return agentops.init(api_key=backend.api_key, endpoint=backend.api_url,
-                         app_url=backend.app_url, auto_start_session=False, max_wait_time=50,
-                         wait_for_auth=True, auth_timeout=5, log_session_replay_url=False,
-                         **settings)
+    agentops.init(api_key=backend.api_key, endpoint=backend.api_url, app_url=backend.app_url,
+                  auto_start_session=False, max_wait_time=50, wait_for_auth=True,
+                  auth_timeout=5, log_session_replay_url=False, **settings)
+    return agentops.get_client()
 
 
 def make_spans(count: int, prefix: str = "span", attributes: dict | None = None) -> list[str]:

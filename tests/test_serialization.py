@@ -103,3 +103,9 @@ def test_end_states_of_every_accepted_type(end_state, text, code):
 def test_other_end_state_types_are_refused_with_what_to_pass(end_state):
     with pytest.raises(TypeError, match="end_state must be a string"):
         resolve_end_state(end_state)
+
+
+def test_decorator_tags_of_another_type_are_refused_where_the_decorator_is_written():
+    with pytest.raises(TypeError, match=r"@tool\(tags=...\) takes a list of strings or a dict"):
+        agentops.tool(tags="one-tag")
+    agentops.tool(tags=("a", "b"))  # any sequence of strings is fine

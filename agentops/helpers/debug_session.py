@@ -41,6 +41,7 @@ from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url
 from agentops.http import endpoint_label, exception_cause, host_port
+from agentops.semconv import CONNECTIVITY_TEST_KIND, SpanAttributes
 
 __all__ = ["test_session_connectivity", "print_connectivity_test_results", "resolve_settings"]
 
@@ -417,7 +418,7 @@ def _export_step(config: Config, deadline: _Deadline) -> tuple[dict[str, Any], s
         # session trace that is current in the caller's code.
         span = provider.get_tracer("agentops.connectivity").start_span(
             TEST_SPAN_NAME, context=Context(),
-            attributes={"agentops.span.kind": "connectivity_test"})
+            attributes={SpanAttributes.AGENTOPS_SPAN_KIND: CONNECTIVITY_TEST_KIND})
         span.end()
         if not isinstance(span, ReadableSpan):  # the SDK's tracer makes SDK spans
             raise TypeError(f"unexpected span type {type(span).__name__}")
