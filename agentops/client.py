@@ -27,6 +27,7 @@ from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url, url_line
+from agentops.http import close_session
 from agentops.log import log_stream
 from agentops.tracing import (
     EndState,
@@ -195,7 +196,7 @@ class Client:
         self.tracker.close()
         self.exporter.shutdown()
         if self.api is not None:
-            self.api.session.close()
+            close_session(self.api.session)
         for trace_context in list(self._unannounced):
             self._log_url(trace_context)
         if self.router.target is self.processor:

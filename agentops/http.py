@@ -102,6 +102,22 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, seconds)
 
 
+def close_session(session: requests.Session) -> None:
+    """Close a session and its pooled sockets now. ``Session.close()`` alone leaves urllib3
+    2's pools (and their sockets) to the garbage collector, which reports them as unclosed
+    (ResourceWarning under ``python -X dev``)."""
+    for adapter in session.adapters.values():
+        manager = getattr(adapter, "poolmanager", None)
+        pools = getattr(manager, "pools", None)
+        if pools is None:
+            continue
+        for key in list(pools.keys()):
+            pool = pools.get(key)
+            if pool is not None:
+                pool.close()
+    session.close()
+
+
 class BodyTooLarge(Exception):
     pass
 

@@ -249,6 +249,15 @@ def test_exit_with_the_receiver_refusing_connections_names_connection_error_and_
     assert "(connection_error: 20)" in run.stderr
 
 
+def test_python_dev_mode_reports_no_unclosed_socket_at_exit(local_backend):
+    run = run_python("import subprocess, sys; sys.exit(subprocess.call([sys.executable, '-X', "
+                     "'dev', '-c', " + repr(EXIT_PROGRAM) + "]))", env=exit_env(local_backend),
+                     timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert local_backend.wait_for_spans(20, timeout=5)
+    assert "ResourceWarning" not in run.stderr, run.stderr
+
+
 # -- the token endpoint ---------------------------------------------------------------------------
 
 def test_a_token_endpoint_429_once_is_retried_after_retry_after_and_everything_arrives(

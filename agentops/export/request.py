@@ -49,7 +49,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from agentops import vocabulary as v
 from agentops.api import USER_AGENT, error_text
 from agentops.auth import AuthTracker
-from agentops.http import endpoint_label, exception_cause, host_label, parse_retry_after
+from agentops.http import (
+    close_session,
+    endpoint_label,
+    exception_cause,
+    host_label,
+    parse_retry_after,
+)
 
 logger = logging.getLogger("agentops")
 
@@ -194,7 +200,7 @@ class OTLPRequestLoop:
         self.session = requests.Session()
 
     def close(self) -> None:
-        self.session.close()
+        close_session(self.session)
 
     def send(self, payload: bytes, until: float, *, retry: bool = True,
              progress: Callable[[str, str], None] | None = None) -> Outcome:
