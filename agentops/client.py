@@ -158,14 +158,16 @@ class Client:
         threading.Thread(target=wait_then_log, name="agentops-url", daemon=True).start()
 
     def _log_url(self, trace_context: TraceContext) -> None:
-        """Log the line once: by its waiter, or at exit if the program ends first."""
+        """Log the line once: by its waiter, or at exit if the program ends first. Logged
+        under the lock, so the exit path waits for a waiter caught mid-line (a daemon thread
+        would otherwise be stopped between taking the line and writing it)."""
         with self._lock:
             if trace_context not in self._unannounced:
                 return
+            line = url_line(trace_context.url, trace_context.name, self.tracker.snapshot(),
+                            self.receiver.snapshot(), self.config.auth_timeout, log_stream())
+            logger.info(line)
             self._unannounced.remove(trace_context)
-        line = url_line(trace_context.url, trace_context.name, self.tracker.snapshot(),
-                        self.receiver.snapshot(), self.config.auth_timeout, log_stream())
-        logger.info(line)
 
     # -- exit --------------------------------------------------------------------------
 
