@@ -48,6 +48,7 @@ from agentops.legacy import (
     track_tool,
     warn_deprecated,
 )
+from agentops.instrumentation import instrumentation
 from agentops.log import configure_logging
 from agentops.tracing import CurrentSession, EndState, TraceContext
 
@@ -82,7 +83,7 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
          log_session_replay_url: bool | None = None, exporter_endpoint: str | None = None,
          wait_for_auth: bool | None = None, auth_timeout: float | None = None,
          shutdown_timeout: float | None = None, export_timeout: float | None = None,
-         **kwargs: Any) -> Session | None:
+         capture_content: bool | None = None, **kwargs: Any) -> Session | None:
     """Configure the SDK, start authenticating in the background and, unless
     ``auto_start_session`` is false, start a session trace.
 
@@ -140,6 +141,8 @@ def _init(config: Config, unknown: dict[str, Any]) -> Session | None:
     client = Client(config)
     client.start()
     replace_current(client)
+    instrumentation.configure(config.instrument_llm_calls, config.capture_content,
+                              client.provider)
     if config.auto_start_session:
         client.start_trace(is_init_trace=True)
     if config.wait_for_auth:

@@ -28,6 +28,8 @@ from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url, url_line
 from agentops.http import close_session
+from agentops.instrumentation import SUPPORTED, scope_owners
+from agentops.llm_spans import LLMSpanExporter, SpanTally
 from agentops.log import log_stream
 from agentops.tracing import (
     EndState,
@@ -57,8 +59,13 @@ class Client:
             config.exporter_endpoint, self.tracker, self.stats, self.loss_log,
             timeout=config.export_timeout, budget=self.budget, receiver=self.receiver)
         self.tracker.on_first_token.append(self._check_receiver)
+        self.tally = SpanTally()
+        self.llm_exporter = LLMSpanExporter(
+            self.exporter, self.tally, capture_content=config.capture_content,
+            owners=scope_owners,
+            native={lib.native_scope: lib.name for lib in SUPPORTED if lib.native_scope})
         batch = BatchSpanProcessor(
-            self.exporter, max_queue_size=config.max_queue_size,
+            self.llm_exporter, max_queue_size=config.max_queue_size,
             schedule_delay_millis=config.max_wait_time,
             max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, config.max_queue_size))
         self.router, self.provider = install_router()
@@ -118,6 +125,7 @@ class Client:
         url = session_url(self.config.app_url, span.get_span_context().trace_id)
         trace_context = TraceContext(span, name, url, on_end=self._trace_ended, attach=attach,
                                      is_init_trace=is_init_trace)
+        self.tally.open(span.get_span_context().trace_id)
         with self._lock:
             self.traces.append(trace_context)
         if self.config.log_session_replay_url:
@@ -128,6 +136,7 @@ class Client:
         with self._lock:
             if trace_context in self.traces:
                 self.traces.remove(trace_context)
+        self.tally.close(trace_context.span.get_span_context().trace_id)
 
     def end_trace(self, trace_context: TraceContext | None = None,
                   end_state: EndState = "Success") -> None:

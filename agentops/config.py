@@ -171,8 +171,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Log configuration errors instead of raising; the SDK then runs local-only."),
     Setting("log_session_replay_url", "AGENTOPS_LOG_SESSION_REPLAY_URL", True, _flag,
             "Log the session URL line with its status marker."),
-    Setting("instrument_llm_calls", "AGENTOPS_INSTRUMENT_LLM_CALLS", False, _flag,
-            "Accepted for compatibility; this package does not patch LLM clients."),
+    Setting("instrument_llm_calls", "AGENTOPS_INSTRUMENT_LLM_CALLS", True, _flag,
+            "Record LLM calls (openai, anthropic) through their OpenTelemetry instrumentors; "
+            "false deactivates those the SDK activated."),
+    Setting("capture_content", "AGENTOPS_CAPTURE_CONTENT", True, _flag,
+            "Record prompts and completions on LLM spans."),
     Setting("wait_for_auth", "AGENTOPS_WAIT_FOR_AUTH", False, _flag,
             "Make init wait (at most auth_timeout) for the authentication outcome."),
     Setting("auth_timeout", "AGENTOPS_AUTH_TIMEOUT", 5.0, _seconds,
@@ -209,7 +212,8 @@ class Config:
     log_level: int = logging.INFO
     fail_safe: bool = False
     log_session_replay_url: bool = True
-    instrument_llm_calls: bool = False
+    instrument_llm_calls: bool = True
+    capture_content: bool = True
     wait_for_auth: bool = False
     auth_timeout: float = 5.0
     shutdown_timeout: float = 2.0

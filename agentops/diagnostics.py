@@ -23,6 +23,7 @@ from agentops.auth import AuthSnapshot
 from agentops.client import Client
 from agentops.config import Config
 from agentops.http import endpoint_label, redact
+from agentops.instrumentation import instrumentation
 
 logger = logging.getLogger("agentops")
 
@@ -58,6 +59,11 @@ class Facts:
     """``ReceiverStatus.snapshot()``."""
     environ: Mapping[str, str] = field(default_factory=dict)
     now: float = field(default_factory=time.time)
+    instrumentation: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """``Instrumentation.snapshot()``: per supported LLM library."""
+    sessions: tuple[Mapping[str, Any], ...] = ()
+    """Open session traces: ``name``, ``trace_id``, ``started_at`` (epoch seconds) and
+    ``spans`` (spans of the trace seen on their way to export, its root excluded)."""
 
     def lost(self, cause: str) -> int:
         by_cause = self.stats.get("failures_by_cause")
@@ -486,6 +492,88 @@ def lost_internal_error(facts: Facts) -> Finding | None:
             "agentops.diagnose_session()")
 
 
+# -- instrumentation rules -----------------------------------------------------------------
+
+NO_SPANS_AFTER = 60.0
+"""Seconds a session trace may run without a span of its own before it is reported."""
+
+
+def _imported_libraries(facts: Facts) -> list[tuple[str, Mapping[str, Any]]]:
+    return [(name, lib) for name, lib in facts.instrumentation.items()
+            if lib.get("imported") and lib.get("installed")]
+
+
+def missing_instrumentor(facts: Facts) -> Finding | None:
+    if not facts.config.instrument_llm_calls:
+        return None  # told by instrumentation_disabled
+    missing = [(name, lib) for name, lib in _imported_libraries(facts)
+               if not lib.get("instrumentor") and not lib.get("active")]
+    if not missing:
+        return None
+    names = " and ".join(f"{name} {lib.get('version')}" for name, lib in missing)
+    lines = "; ".join(str(lib.get("pip_install")) for _, lib in missing)
+    verb = "is" if len(missing) == 1 else "are"
+    return (f"{names} {verb} imported but no OpenTelemetry instrumentor for "
+            f"{'it' if len(missing) == 1 else 'them'} is installed: LLM calls are not recorded",
+            f"Install the instrumentor ({lines}) and restart the program")
+
+
+def instrumentation_disabled(facts: Facts) -> Finding | None:
+    if facts.config.instrument_llm_calls:
+        return None
+    unrecorded = [name for name, lib in _imported_libraries(facts) if not lib.get("active")]
+    if not unrecorded:
+        return None
+    source = facts.config.sources.get("instrument_llm_calls", "")
+    where = (f" ({source[4:]}=false)" if source.startswith("env:")
+             else " (instrument_llm_calls=False passed to agentops.init())"
+             if source == "argument" else "")
+    return (f"instrument_llm_calls is off{where}: calls made with "
+            f"{' and '.join(unrecorded)} are not recorded",
+            "Remove instrument_llm_calls=False (or AGENTOPS_INSTRUMENT_LLM_CALLS) to record "
+            "them, or activate an OpenTelemetry instrumentor yourself")
+
+
+def instrumentation_failed(facts: Facts) -> Finding | None:
+    failed = [(name, lib) for name, lib in facts.instrumentation.items()
+              if lib.get("error") and not lib.get("active")]
+    if not failed or not facts.config.instrument_llm_calls:
+        return None
+    what = "; ".join(f"{name} {lib.get('version')} with {lib.get('instrumentor')} "
+                     f"{lib.get('instrumentor_version')}: {lib.get('error')}"
+                     for name, lib in failed)
+    return (f"LLM instrumentation could not be activated ({what}): those calls are not "
+            f"recorded",
+            "Upgrade the instrumentor to a release that supports the installed library ("
+            + "; ".join(f"{lib.get('pip_install')} --upgrade" for _, lib in failed) + ")")
+
+
+def no_spans(facts: Facts) -> Finding | None:
+    after = max(NO_SPANS_AFTER, 2 * facts.config.max_wait_time / 1000)
+    if facts.stats.get("spans_pending"):
+        return None  # some may belong to the session
+    quiet = [session for session in facts.sessions
+             if not session.get("spans") and facts.now - session["started_at"] >= after]
+    if not quiet:
+        return None
+    session = quiet[0]
+    age = facts.now - session["started_at"]
+    checks = ["that your code runs inside the session (spans started while it is open, on "
+              "a thread or task that carries its context)",
+              "that your tracer comes from the global provider (opentelemetry.trace."
+              "get_tracer) and agentops.init() ran before your spans were made"]
+    if not facts.config.instrument_llm_calls:
+        checks.append("instrument_llm_calls is off, so LLM calls make no spans")
+    elif not any(lib.get("active") for lib in facts.instrumentation.values()):
+        checks.append("no LLM instrumentor is active (see instrumentation in the diagnosis; "
+                      + "; ".join(str(lib.get("pip_install"))
+                                  for lib in facts.instrumentation.values()) + ")")
+    return (f"no spans recorded in this session: session trace {session['name']!r} "
+            f"(trace_id {session['trace_id']}) has run for {age:.0f}s with no span but its "
+            f"own root",
+            "Check " + "; ".join(checks))
+
+
 Rule = Callable[[Facts], Finding | None]
 
 RULES: tuple[tuple[str, Rule], ...] = (
@@ -509,6 +597,10 @@ RULES: tuple[tuple[str, Rule], ...] = (
     (v.UNEXPECTED_STATUS, lost_unexpected_status),
     (v.TOO_LARGE, lost_too_large),
     ("receiver", receiver_not_accepting),
+    ("instrumentation.missing_instrumentor", missing_instrumentor),
+    ("instrumentation.disabled", instrumentation_disabled),
+    ("instrumentation.failed", instrumentation_failed),
+    ("session.no_spans", no_spans),
 )
 """Evaluated in this order: the quoted sentences first, then authentication, then losses
 in the order of the vocabulary."""
@@ -563,10 +655,15 @@ def collect(client: Client, environ: Mapping[str, str] | None = None,
         auth = replace(auth, detail=scrubbed)
     stats = client.stats.snapshot()
     stats["last_error"] = redact(stats["last_error"], key)
+    sessions = tuple({"name": t.name, "trace_id": t.trace_id, "started_at": t.started_at,
+                      "spans": client.tally.spans_in(t.span.get_span_context().trace_id)}
+                     for t in list(client.traces))
     return Facts(auth=auth, stats=stats, config=client.config,
                  receiver=client.receiver.snapshot(),
                  environ=os.environ if environ is None else environ,
-                 now=time.time() if now is None else now)
+                 now=time.time() if now is None else now,
+                 instrumentation=instrumentation.snapshot(client.tally.library_counts()),
+                 sessions=sessions)
 
 
 def diagnose(client: Client | None) -> dict[str, Any]:
@@ -593,6 +690,7 @@ def diagnose(client: Client | None) -> dict[str, Any]:
         "auth": {name: getattr(facts.auth, name) for name in _AUTH_FIELDS},
         "receiver": dict(facts.receiver),
         "config": config.public(),
+        "instrumentation": {name: dict(lib) for name, lib in facts.instrumentation.items()},
         "issues": issues,
         "recommendations": recommendations,
     }

@@ -42,10 +42,11 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_python(code: str, *, timeout: float = 60, env: dict[str, str] | None = None,
-               args: list[str] | None = None) -> Run:
+               args: list[str] | None = None, python_args: list[str] | None = None) -> Run:
     """Run ``code`` (dedented) with this interpreter; environment cleared of SDK settings."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *(args or [])],
+    proc = subprocess.run([sys.executable, *(python_args or []), "-c", textwrap.dedent(code),
+                           *(args or [])],
                           capture_output=True, text=True, timeout=timeout,
                           env=env if env is not None else clean_env())
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
