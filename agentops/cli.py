@@ -96,10 +96,37 @@ def doctor_report(api_key: str | None = None, endpoint: str | None = None,
         "proxies": proxy_settings(environ),
         "ca_bundles": {name: environ[name] for name in CA_VARIABLES if environ.get(name)},
         "opentelemetry_variables": sorted(name for name in environ if name.startswith("OTEL_")),
+        "instrumentation": llm_instrumentation(),
         "connectivity": connectivity,
         "issues": list(connectivity.get("issues", [])),
         "recommendations": list(connectivity.get("recommendations", [])),
     }
+
+
+def llm_instrumentation() -> dict[str, Any]:
+    """Per supported LLM library: installed version and instrumentor, as a program on this
+    machine would find them (doctor imports neither, so neither is active here)."""
+    from agentops.instrumentation import instrumentation
+
+    return {name: {key: facts[key] for key in ("installed", "version", "instrumentor",
+                                               "instrumentor_version", "entry_point",
+                                               "pip_install")}
+            for name, facts in instrumentation.snapshot().items()}
+
+
+def _instrumentation_lines(facts: Mapping[str, Any]) -> list[str]:
+    lines = ["", "LLM instrumentation (instrument_llm_calls activates it when the library is "
+             "imported):"]
+    for name, lib in facts.items():
+        if not lib.get("installed"):
+            lines.append(f"  {name:<10} not installed")
+        elif lib.get("instrumentor"):
+            lines.append(f"  {name:<10} {lib.get('version')}: instrumentor "
+                         f"{lib['instrumentor']} {lib.get('instrumentor_version')}")
+        else:
+            lines.append(f"  {name:<10} {lib.get('version')}: no instrumentor installed, "
+                         f"calls not recorded ({lib.get('pip_install')})")
+    return lines
 
 
 def _shown(value: Any) -> str:
@@ -133,6 +160,7 @@ def render_doctor_report(report: Mapping[str, Any], stream: TextIO) -> None:
     if report.get("opentelemetry_variables"):
         lines += ["", "OpenTelemetry variables set (values not shown): "
                   + ", ".join(report["opentelemetry_variables"])]
+    lines += _instrumentation_lines(report.get("instrumentation") or {})
     lines.append("")
     terminal.write_text(stream, "\n".join(lines) + "\n")
     print_connectivity_test_results(report.get("connectivity", {}), stream)

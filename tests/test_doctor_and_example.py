@@ -68,6 +68,31 @@ def test_doctor_json_shows_sources_versions_and_the_key_masked_never_in_full(loc
     assert_no_secret(result.stdout + result.stderr, local_backend.api_key)
 
 
+def test_doctor_lists_the_llm_instrumentation(local_backend):
+    import importlib.metadata
+
+    def installed(name):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    args = ("--api-key", local_backend.api_key, "--exporter-endpoint", local_backend.otlp_url)
+    env = {"AGENTOPS_API_ENDPOINT": local_backend.api_url}
+    report = json.loads(doctor(*args, "--json", **env).stdout)["instrumentation"]
+    assert set(report) == {"openai", "anthropic"}
+    for name in report:
+        assert report[name]["version"] == installed(name)
+        instrumentor = f"opentelemetry-instrumentation-{name}"
+        assert report[name]["instrumentor_version"] == installed(instrumentor)
+        assert report[name]["pip_install"] == f"pip install 'agentops[{name}]'"
+    text = doctor(*args, **env).stdout
+    assert "LLM instrumentation" in text
+    if installed("openai") and installed("opentelemetry-instrumentation-openai"):
+        assert (f"openai     {installed('openai')}: instrumentor opentelemetry-instrumentation-"
+                f"openai {installed('opentelemetry-instrumentation-openai')}") in text
+
+
 def test_doctor_reads_the_key_from_the_environment_and_says_so(local_backend):
     result = doctor("--json", AGENTOPS_API_KEY=local_backend.api_key,
                     AGENTOPS_API_ENDPOINT=local_backend.api_url,
