@@ -91,7 +91,7 @@ USABLE = {
     "export_timeout": st.floats(0, 30),
 }
 FLAGS = ("auto_start_session", "fail_safe", "log_session_replay_url", "instrument_llm_calls",
-         "wait_for_auth")
+         "wait_for_auth", "capture_content")
 USABLE.update({name: st.sampled_from([True, False, "true", "0", " Yes ", "off"])
                for name in FLAGS})
 USABLE_ENV = {name: strategy.map(lambda value: ",".join(value) if isinstance(value, list)
@@ -140,8 +140,7 @@ def assert_usable(config: Config) -> None:
     assert isinstance(config.default_tags, list)
     assert all(isinstance(tag, str) for tag in config.default_tags)
     assert isinstance(config.trace_name, str)
-    for name in ("auto_start_session", "fail_safe", "log_session_replay_url",
-                 "instrument_llm_calls", "wait_for_auth"):
+    for name in FLAGS:
         assert isinstance(getattr(config, name), bool)
     envs = {setting.name: setting.env for setting in SETTINGS}
     for name, source in config.sources.items():
