@@ -187,14 +187,32 @@ agentops.get_client().processor.force_flush()
     result = run_program(body, local_backend, fake)
     spans = llm_spans(local_backend, result["trace_id"], 3)
     assert len(spans) == 3, [s["name"] for s in spans]
+    assert_under_session(local_backend, result["trace_id"], spans)
+    own_streamed = [s["attributes"] for s in local_backend.spans_for_trace(result["trace_id"])
+                    if s["scope"] == "com.anthropic.sdk.python"
+                    and s["attributes"].get("gen_ai.request.stream")]
     for span in spans:
         attributes = span["attributes"]
         assert attributes["gen_ai.request.model"] == ANTHROPIC_MODEL
-        assert attributes["gen_ai.usage.prompt_tokens"] == ANTHROPIC_USAGE["input_tokens"]
-        # OpenLLMetry adds the streamed usage deltas up (message_start's 1 included)
-        assert attributes["gen_ai.usage.completion_tokens"] in (
-            ANTHROPIC_USAGE["output_tokens"], ANTHROPIC_USAGE["output_tokens"] + 1)
         assert str(attributes["gen_ai.system"]).lower() == "anthropic"
+        if "gen_ai.usage.prompt_tokens" in attributes:
+            prompt, completion = (attributes["gen_ai.usage.prompt_tokens"],
+                                  attributes["gen_ai.usage.completion_tokens"])
+        else:
+            # OpenLLMetry 0.48.1 (the release beside OpenTelemetry 1.36) reads no usage from
+            # anthropic 2.x streams; the client's own span of that call, in the same
+            # session trace, carries it (the only streamed call here).
+            assert attributes.get("gen_ai.prompt.0.content") == "stream please", attributes
+            [streamed] = own_streamed
+            prompt, completion = (streamed["gen_ai.usage.input_tokens"],
+                                  streamed["gen_ai.usage.output_tokens"])
+        assert prompt == ANTHROPIC_USAGE["input_tokens"]
+        # OpenLLMetry adds the streamed usage deltas up (message_start's 1 included)
+        assert completion in (ANTHROPIC_USAGE["output_tokens"],
+                              ANTHROPIC_USAGE["output_tokens"] + 1)
+    non_streamed = [s for s in spans if "async" in s["attributes"].get("gen_ai.prompt.0.content", "")
+                    or s["attributes"].get("gen_ai.prompt.0.content") == "Say hello"]
+    assert all("gen_ai.usage.prompt_tokens" in s["attributes"] for s in non_streamed)
     assert ANTHROPIC_KEY not in json.dumps(local_backend.spans)
     facts = result["diagnosis"]["instrumentation"]["anthropic"]
     assert facts["active"] and facts["spans"] == 3
