@@ -407,9 +407,10 @@ def test_no_spans_finding_from_a_real_client_and_gone_once_a_span_is_exported(lo
 
     import agentops
 
-    client = agentops.init(api_key=local_backend.api_key, endpoint=local_backend.api_url,
-                           exporter_endpoint=local_backend.otlp_url, max_wait_time=50,
-                           log_session_replay_url=False, instrument_llm_calls=False)
+    agentops.init(api_key=local_backend.api_key, endpoint=local_backend.api_url,
+                  exporter_endpoint=local_backend.otlp_url, max_wait_time=50,
+                  log_session_replay_url=False, instrument_llm_calls=False)
+    client = agentops.get_client()
     later = time.time() + 120
     issues, _ = evaluate(collect(client, now=later))
     assert any(i.startswith("no spans recorded in this session") for i in issues), issues
