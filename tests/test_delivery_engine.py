@@ -245,7 +245,7 @@ def test_exit_with_the_receiver_refusing_connections_names_connection_error_and_
     stats = run.last_json()["export_stats"]
     assert stats["failures_by_cause"] == {v.CONNECTION_ERROR: 20}
     detail = stats["causes"][v.CONNECTION_ERROR]["last_detail"]
-    assert "attempts over" in detail and "time allowed spent" in detail
+    assert "attempts over" in detail and "exit budget spent" in detail
     assert "(connection_error: 20)" in run.stderr
 
 

@@ -220,7 +220,7 @@ class OTLPRequestLoop:
         while True:
             left = deadline() - time.monotonic()
             if left < MIN_ATTEMPT_TIME:
-                return self._out_of_time(last, attempts, started)
+                return self._out_of_time(last, attempts, started, until)
             token = self._tracker.current_token(timeout=left)
             attempts += 1
             outcome = self._attempt(payload, token, deadline)
@@ -241,7 +241,7 @@ class OTLPRequestLoop:
             last = outcome
             failures += 1
             if not self._wait_before_retry(outcome, failures, deadline):
-                return self._out_of_time(last, attempts, started)
+                return self._out_of_time(last, attempts, started, until)
 
     def _wait_before_retry(self, outcome: Outcome, failures: int,
                            deadline: Callable[[], float]) -> bool:
@@ -258,13 +258,16 @@ class OTLPRequestLoop:
         self._budget.sleep(lambda: min(wait_until, deadline()))
         return deadline() - time.monotonic() >= MIN_ATTEMPT_TIME
 
-    def _out_of_time(self, last: Outcome | None, attempts: int, started: float) -> Outcome:
+    def _out_of_time(self, last: Outcome | None, attempts: int, started: float,
+                     until: float) -> Outcome:
         elapsed = time.monotonic() - started
+        exit_budget = self._budget.limit(until) < until
+        spent = "exit budget spent" if exit_budget else "export_timeout spent"
         if last is None:
-            return Outcome(v.SHUTDOWN, "the deadline came before the batch could be sent",
+            return Outcome(v.SHUTDOWN, f"not sent before the deadline ({spent})",
                            attempts=0, elapsed=elapsed, cut_short=True)
         detail = (f"{last.detail} (after {attempts} attempt{'s' if attempts != 1 else ''} "
-                  f"over {elapsed:.1f} s, time allowed spent)")
+                  f"over {elapsed:.1f} s, {spent})")
         return _with(last, detail=detail, attempts=attempts, elapsed=elapsed, cut_short=True)
 
     def _attempt(self, payload: bytes, token: str | None,
