@@ -14,43 +14,62 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from opentelemetry import trace as _otel_trace
 
 from agentops import semconv
 from agentops.client import Client, current, replace_current
 from agentops.config import SETTINGS, Config, ConfigError
-from agentops.decorators import (
-    agent,
-    guardrail,
-    operation,
-    session,
-    task,
-    tool,
-    trace,
-    track_endpoint,
-    workflow,
-)
 from agentops.enums import ERROR, SUCCESS, UNSET, TraceState
-from agentops.legacy import (
-    ActionEvent,
-    ErrorEvent,
-    LLMEvent,
-    Session,
-    ToolEvent,
-    end_all_sessions,
-    end_session,
-    record,
-    set_current_session,
-    start_session,
-    track_agent,
-    track_tool,
-    warn_deprecated,
-)
 from agentops.instrumentation import instrumentation
 from agentops.log import configure_logging
 from agentops.tracing import CurrentSession, EndState, TraceContext
+
+if TYPE_CHECKING:
+    from agentops.decorators import (  # noqa: F401
+        agent,
+        guardrail,
+        operation,
+        session,
+        task,
+        tool,
+        trace,
+        track_endpoint,
+        workflow,
+    )
+    from agentops.legacy import (  # noqa: F401
+        ActionEvent,
+        ErrorEvent,
+        LLMEvent,
+        Session,
+        ToolEvent,
+        end_all_sessions,
+        end_session,
+        record,
+        start_session,
+        track_agent,
+        track_tool,
+    )
+
+_DECORATORS = ("trace", "session", "agent", "task", "operation", "workflow", "tool",
+               "guardrail", "track_endpoint")
+_LEGACY = ("start_session", "end_session", "end_all_sessions", "record", "Session",
+           "ActionEvent", "ToolEvent", "ErrorEvent", "LLMEvent", "track_agent", "track_tool")
+
+
+def __getattr__(name: str) -> Any:
+    # The decorators (with wrapt) and the legacy shims load on first use: a program that
+    # uses neither does not pay for them at import.
+    if name in _DECORATORS:
+        from agentops import decorators
+
+        return getattr(decorators, name)
+    if name in _LEGACY:
+        from agentops import legacy
+
+        return getattr(legacy, name)
+    raise AttributeError(f"module 'agentops' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 __all__ = [
@@ -107,6 +126,8 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
                  if name not in ("kwargs", "tags", *UPSTREAM_NO_OP_ARGUMENTS)
                  and value is not None}
     if tags is not None:
+        from agentops.legacy import warn_deprecated
+
         warn_deprecated("init(tags=...)", "init(default_tags=...)")
         arguments["default_tags"] = list(dict.fromkeys([*(default_tags or []), *tags]))
     with _configured_lock:
@@ -159,6 +180,8 @@ def _init_session(client: Client) -> Session | None:
     init_traces = [t for t in list(client.traces) if t.is_init_trace]
     if not init_traces:
         return None
+    from agentops.legacy import Session, set_current_session
+
     legacy = Session(init_traces[-1])
     set_current_session(legacy)
     return legacy

@@ -9,9 +9,9 @@ forwards to instead of adding a second exporter.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -257,6 +257,9 @@ class CurrentSession(trace.Span):
 
 
 def _task_id() -> int | None:
+    asyncio = sys.modules.get("asyncio")  # not imported: no task can be running
+    if asyncio is None:
+        return None
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no running event loop

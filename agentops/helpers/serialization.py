@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import reprlib
+import sys
 from collections.abc import Mapping
 from datetime import date, datetime, time
-from decimal import Decimal
 from enum import Enum
 from pathlib import PurePath
 from typing import Any
@@ -53,7 +53,7 @@ def _plain(value: Any, depth: int, seen: set[int]) -> Any:
     """A JSON-compatible copy of ``value``, bounded in depth and breadth."""
     if value is None or isinstance(value, _PRIMITIVES):
         return value
-    if isinstance(value, (UUID, Decimal, PurePath)):
+    if isinstance(value, (UUID, PurePath)) or _is_decimal(value):
         return str(value)
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
@@ -84,6 +84,12 @@ def _plain(value: Any, depth: int, seen: set[int]) -> Any:
     if as_dict is not None:
         return _plain(as_dict, depth, seen)
     return _safe_repr(value)
+
+
+def _is_decimal(value: Any) -> bool:
+    # decimal costs milliseconds to import; no Decimal exists unless the program imported it
+    decimal = sys.modules.get("decimal")
+    return decimal is not None and isinstance(value, decimal.Decimal)
 
 
 def _items(mapping: Mapping[Any, Any]) -> list[tuple[Any, Any]]:
