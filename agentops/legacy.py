@@ -72,7 +72,9 @@ class Session:
         """Accepted for compatibility; does nothing (as upstream)."""
 
     def end_session(self, end_state: EndState = "Success", **kwargs: Any) -> None:
-        """End this session's trace; extra keyword arguments are kept as attributes."""
+        """Deprecated: ``agentops.end_trace(session.trace_context)``. Ends this session's
+        trace; extra keyword arguments are kept as ``agentops.legacy.<name>``."""
+        warn_deprecated("Session.end_session()", "agentops.end_trace(session.trace_context)")
         _end(self.trace_context, end_state, kwargs)
 
     def __repr__(self) -> str:

@@ -197,6 +197,11 @@ async def async_session():
 def handler(payload):
     return {"ok": payload}
 
+@agentops.track_endpoint
+async def async_handler(payload):
+    await asyncio.sleep(0)
+    return payload
+
 @agentops.trace(name="gen-session")
 def session_generator():
     yield 1
@@ -205,7 +210,7 @@ def session_generator():
 print("GEN", list(numbers(3)))
 print("ASYNC", asyncio.run(async_session()))
 print("GENSESSION", list(session_generator()))
-print("ENDPOINT", handler("p"))
+print("ENDPOINT", handler("p"), asyncio.run(async_handler("q")))
 try:
     explode(7)
 except ValueError as error:
@@ -215,9 +220,9 @@ swallow(Unprintable(), looped, huge="x" * 200_000, lock=threading.Lock())
 
 
 def test_top_level_decorators_on_every_kind_of_callable(local_backend):
-    run = run_program(local_backend, TOP_LEVEL, expect_spans=13)
+    run = run_program(local_backend, TOP_LEVEL, expect_spans=16)
     assert "GEN [0, 1, 2]" in run.stdout and "ASYNC [0, 2]" in run.stdout
-    assert "GENSESSION [1, 2]" in run.stdout and "ENDPOINT {'ok': 'p'}" in run.stdout
+    assert "GENSESSION [1, 2]" in run.stdout and "ENDPOINT {'ok': 'p'} q" in run.stdout
     assert "RAISED bad value 7" in run.stdout
     spans = by_name(local_backend)
 
@@ -245,6 +250,12 @@ def test_top_level_decorators_on_every_kind_of_callable(local_backend):
     assert request["attributes"]["agentops.span.kind"] == "http"
     assert request["attributes"]["http.method"] == "REQUEST"
     assert response["attributes"]["http.status_code"] == 200
+    async_endpoint = one(spans, "async_handler.session")
+    async_response = one(spans, "async_handler.response.http")
+    assert child_of(one(spans, "async_handler.request.http"), async_endpoint)
+    assert child_of(async_response, async_endpoint)
+    assert async_response["attributes"]["agentops.entity.output"] == \
+        '{"status_code": 200, "data": "q"}'
 
     exploded = one(spans, "explode.tool")
     assert exploded["status_code"] == 2
@@ -257,9 +268,9 @@ def test_top_level_decorators_on_every_kind_of_callable(local_backend):
     assert swallowed["attributes"]["agentops.task.output"].startswith('"<Unprintable instance')
     assert swallowed["status_code"] == 0
 
-    assert len(url_lines(run.stderr)) == 3  # async_session, gen-session, endpoint
+    assert len(url_lines(run.stderr)) == 4  # async_session, gen-session, both endpoints
     stats = run.last_json()
-    assert stats["spans_made"] == stats["spans_exported"] == 13
+    assert stats["spans_made"] == stats["spans_exported"] == 16
 
 
 def test_an_exception_in_a_decorated_session_ends_it_as_error_and_propagates(local_backend):
@@ -375,7 +386,7 @@ def test_a_03_style_program_runs_unchanged_and_each_deprecated_name_warns_once(l
     warnings = deprecation_lines(run.stderr)
     names = ["init(tags=...)", "track_agent", "track_tool", "record()", "ActionEvent",
              "ErrorEvent", "ToolEvent", "LLMEvent", "start_session()", "end_session()",
-             "end_all_sessions()", "session"]
+             "end_all_sessions()", "session", "Session.end_session()"]
     for name in names:
         matching = [w for w in warnings if f"agentops.{name} is deprecated; use " in w]
         assert len(matching) == 1, (name, warnings)
