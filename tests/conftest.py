@@ -3,8 +3,10 @@ behaviour and process-wide state (the global tracer provider, atexit) are real."
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -14,6 +16,20 @@ from dataclasses import dataclass
 import pytest
 
 import agentops.client
+
+PLUGIN = "agentops.testing.pytest_plugin"
+
+
+def _plugin_registered_by_an_older_install() -> bool:
+    """An environment installed from a version that still declared a pytest11 entry point
+    loads the plugin already, and naming it again is a pytest error; reinstalling
+    (pip install -e .) clears it, and test_pytest_plugin.py fails until then."""
+    return any(entry.value == PLUGIN
+               for entry in importlib.metadata.entry_points(group="pytest11"))
+
+
+# The local_backend fixture: the SDK's pytest plugin is opt-in, as for any user's suite.
+pytest_plugins = [] if _plugin_registered_by_an_older_install() else [PLUGIN]
 
 SDK_ENV_PREFIXES = ("AGENTOPS_", "OTEL_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
                     "http_proxy", "https_proxy", "no_proxy", "NO_COLOR")
@@ -32,6 +48,14 @@ class Run:
             if line.startswith("{"):
                 return json.loads(line)
         raise AssertionError(f"no JSON line in stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on (connections to it are refused): bound once to
+    learn a free number, then released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def clean_env(**extra: str) -> dict[str, str]:

@@ -1,4 +1,10 @@
-"""Pytest fixtures backed by LocalBackend, registered through the ``pytest11`` entry point."""
+"""Pytest fixtures backed by LocalBackend. Opt-in: a test suite enables them with
+
+    pytest_plugins = ["agentops.testing.pytest_plugin"]     # in its top-level conftest.py
+
+or ``pytest -p agentops.testing.pytest_plugin``. No ``pytest11`` entry point registers
+this module, so installing the SDK adds nothing to other programs' pytest runs.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +20,8 @@ if TYPE_CHECKING:
 @pytest.fixture
 def local_backend() -> Iterator[LocalBackend]:
     """A fresh, started LocalBackend for one test, stopped afterwards."""
-    # Imported lazily: the plugin loads in every pytest run of an environment
-    # that has agentops installed, and most of those never use the backend.
+    # Imported lazily: a suite that enables the plugin pays for the backend's imports
+    # only in the tests that use it.
     from agentops.testing.backend import LocalBackend
 
     backend = LocalBackend()
