@@ -11,8 +11,8 @@ import textwrap
 
 import pytest
 
-from tests.conftest import run_python
-from tests.test_sdk_e2e import env_for, free_port
+from tests.conftest import free_port, run_python
+from tests.test_sdk_e2e import env_for
 
 ACCOUNTING = """
 def accounted(d):

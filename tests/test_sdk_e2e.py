@@ -3,14 +3,17 @@ URL line says, and how long exit takes."""
 
 from __future__ import annotations
 
-import socket
+import math
 import time
 
 import pytest
 
-from tests.conftest import clean_env, run_python
+from tests.conftest import clean_env, free_port, run_python
 
 SPANS = 20
+EXIT_MARGIN = 1.0
+"""Seconds a process may take past its exit budget on a loaded 2-core machine (interpreter
+teardown, scheduling)."""
 
 # Makes SPANS spans, then prints the diagnosis; delivery happens at exit unless the
 # scenario flushes. The backend runs in the test process; the program finds it through
@@ -58,12 +61,6 @@ def run_timed(code: str, **kwargs):
     return run
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def url_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "Session Replay" in line]
 
@@ -107,11 +104,18 @@ def test_receiver_answering_503_twice_then_ok_loses_nothing(local_backend):
 
 
 def test_short_lived_tokens_are_refreshed_and_every_span_arrives(local_backend):
-    local_backend.token_ttl = 2
+    ttl = 2
+    local_backend.token_ttl = ttl
     run = run_timed(program(), env=env_for(local_backend), args=["0.3"], timeout=60)
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
-    assert local_backend.tokens_issued >= 2
+    # Spans are exported over SPANS * 0.3 = 6 s, longer than one token lives (exp is
+    # ttl rounded up to whole seconds), so at least one refresh. A token is replaced no
+    # earlier than half its lifetime (ttl / 2) after it was issued, so over the whole run
+    # at most one token per ttl / 2 seconds after the first (plus one for rounding); a
+    # refresh on every export (every 100 ms) would be dozens.
+    most = 1 + math.ceil(run.seconds / (ttl / 2)) + 1
+    assert 2 <= local_backend.tokens_issued <= most, (local_backend.tokens_issued, run.seconds)
     assert run.last_json()["export_stats"]["failures_by_cause"] == {}
     assert "not sent" not in run.stderr
 
@@ -121,17 +125,23 @@ def test_receiver_that_never_answers_cannot_hold_exit_past_the_shutdown_budget(l
     run = run_timed(program(), env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="2"),
                     timeout=30)
     assert run.returncode == 0, run.stderr
-    assert exit_seconds(run) <= 2 + 1
+    assert exit_seconds(run) <= 2 + EXIT_MARGIN
     assert "Session data not sent to backend" in run.stderr
     # The batch was sent and never answered: it keeps the cause it met, not "shutdown".
     assert "(timeout: " in run.stderr
 
 
+UNUSED_BUDGET = 6.0
+"""shutdown_timeout for programs that have nothing they could deliver: their exit must not
+wait it out. Half of it is the margin for a loaded machine."""
+
+
 def test_without_api_key_nothing_is_sent_and_the_url_says_local_only(local_backend):
-    run = run_timed(program(), env=env_for(local_backend, api_key=None))
+    run = run_timed(program(), env=env_for(local_backend, api_key=None,
+                                           AGENTOPS_SHUTDOWN_TIMEOUT=str(UNUSED_BUDGET)))
     assert run.returncode == 0, run.stderr
     assert local_backend.otlp_requests == [] and local_backend.auth_requests == []
-    assert exit_seconds(run) < 1.0
+    assert exit_seconds(run) < UNUSED_BUDGET / 2
     lines = url_lines(run.stderr)
     assert len(lines) == 1 and "\U0001f7e1" in lines[0] and "local only" in lines[0]
     diagnosis = run.last_json()
@@ -141,10 +151,11 @@ def test_without_api_key_nothing_is_sent_and_the_url_says_local_only(local_backe
 def test_invalid_key_sends_nothing_exits_fast_and_shows_a_red_url(local_backend):
     unknown = "00000000-0000-4000-8000-000000000000"
     run = run_timed(program(), env=env_for(local_backend, api_key=unknown,
-                                           AGENTOPS_WAIT_FOR_AUTH="true"))
+                                           AGENTOPS_WAIT_FOR_AUTH="true",
+                                           AGENTOPS_SHUTDOWN_TIMEOUT=str(UNUSED_BUDGET)))
     assert run.returncode == 0, run.stderr
     assert local_backend.otlp_requests == []
-    assert exit_seconds(run) < 1.0
+    assert exit_seconds(run) < UNUSED_BUDGET / 2
     lines = url_lines(run.stderr)
     assert len(lines) == 1 and "\U0001f534" in lines[0] and "invalid_key" in lines[0]
     assert "Authentication failed - invalid API key or network issue" in run.stderr
@@ -163,8 +174,13 @@ def test_receiver_always_401_is_counted_as_auth_rejected(local_backend):
     diagnosis = run.last_json()
     assert diagnosis["export_stats"]["failures_by_cause"].get("auth_rejected", 0) >= SPANS
     assert diagnosis["exporter_healthy"] is False
-    # one refresh per rejected batch, then the batch is given up
-    assert local_backend.tokens_issued >= 2
+    # One refresh per rejected payload (a batch or the receiver check), which is then sent
+    # once more and given up: each payload is two requests, and every token after the
+    # first answers one payload's 401 (concurrent payloads share a refresh).
+    sent = local_backend.otlp_requests + local_backend.receiver_checks
+    assert sent and all(r["status"] == 401 for r in sent)
+    assert 2 <= local_backend.tokens_issued <= 1 + len(sent) // 2, \
+        (local_backend.tokens_issued, len(sent))
     assert local_backend.spans == []
 
 
@@ -180,7 +196,7 @@ def test_auth_service_down_program_still_exits_promptly(local_backend):
     env["AGENTOPS_API_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
     run = run_timed(program(), env=env)
     assert run.returncode == 0, run.stderr
-    assert exit_seconds(run) <= 2 + 1
+    assert exit_seconds(run) <= 2 + EXIT_MARGIN
     assert local_backend.otlp_requests == []
     diagnosis = run.last_json()
     assert diagnosis["auth"]["reason"] == "connection_error"
@@ -188,7 +204,8 @@ def test_auth_service_down_program_still_exits_promptly(local_backend):
 
 @pytest.mark.parametrize("wait", ["true", "false"])
 def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend, wait):
-    local_backend.auth_delay = 1.5
+    delay = 1.5
+    local_backend.auth_delay = delay
     code = """
     import time, agentops
     started = time.monotonic()
@@ -198,10 +215,12 @@ def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend
     run = run_python(code, env=env_for(local_backend, AGENTOPS_WAIT_FOR_AUTH=wait))
     assert run.returncode == 0, run.stderr
     _, seconds, state = next(line for line in run.stdout.splitlines() if line.startswith("INIT")).split()
+    # Measured inside the program: whether init returned before the token endpoint could
+    # answer (it answers after ``delay`` seconds).
     if wait == "true":
-        assert state == "authenticated" and float(seconds) >= 1.0
+        assert state == "authenticated" and float(seconds) >= delay
     else:
-        assert state == "pending" and float(seconds) < 1.0
+        assert state == "pending" and float(seconds) < delay
 
 
 def test_program_ending_before_authentication_still_prints_its_url_line(local_backend):
