@@ -235,11 +235,28 @@ def test_report_marks_each_step_and_falls_back_to_ascii_where_symbols_cannot_be_
     assert "Issues Found:" in plain and "Recommendations:" in plain
 
 
-def test_printing_never_raises_on_a_malformed_result_or_a_closed_stream():
+class FailingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.attempts.append(text)
+        raise OSError("stdout closed")
+
+
+def test_printing_never_raises_on_a_malformed_result_or_a_failing_stream():
+    malformed = io.StringIO()
+    print_connectivity_test_results({"steps": [None, 3]}, file=malformed)
+    assert malformed.getvalue().startswith(
+        "AgentOps Connectivity Test: could not render the result (AttributeError: ")
+
+    failing = FailingStream()
+    print_connectivity_test_results({}, file=failing)
+    assert len(failing.attempts) == 1 and "Result: FAILED" in failing.attempts[0]
+
     closed = io.StringIO()
     closed.close()
-
-    print_connectivity_test_results({"steps": [None, 3]}, file=io.StringIO())
     print_connectivity_test_results({}, file=closed)
 
 

@@ -71,7 +71,12 @@ class FakeTTY(io.StringIO):
 class BrokenStream(io.StringIO):
     encoding = "utf-8"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts: list[str] = []
+
     def write(self, text: str) -> int:
+        self.attempts.append(text)
         raise OSError("disk full")
 
 
@@ -130,14 +135,23 @@ def test_a_console_that_cannot_encode_the_marks_gets_ascii_marks_and_no_error(en
     assert text.endswith("=" * 50 + "\n")
 
 
-def test_a_closed_stream_does_not_raise():
+LOST_REPORT = "could not print the session report"
+
+
+def test_a_closed_stream_does_not_raise_and_the_lost_report_is_logged(caplog):
     stream = io.StringIO()
     stream.close()
-    assert print_report(FAILED_AUTH, stream) is None
+    with caplog.at_level("DEBUG", logger="agentops"):
+        print_report(FAILED_AUTH, stream)
+    assert [r.getMessage() for r in caplog.records] == [LOST_REPORT]
 
 
-def test_a_stream_whose_write_raises_does_not_raise():
-    assert print_report(FAILED_AUTH, BrokenStream()) is None
+def test_a_stream_whose_write_raises_does_not_raise_and_the_lost_report_is_logged(caplog):
+    stream = BrokenStream()
+    with caplog.at_level("DEBUG", logger="agentops"):
+        print_report(FAILED_AUTH, stream)
+    assert stream.attempts == [DOCUMENTED], "the whole report was offered to the stream"
+    assert [r.getMessage() for r in caplog.records] == [LOST_REPORT]
 
 
 def test_default_stream_is_sys_stdout_looked_up_at_call_time(capsys):
