@@ -124,7 +124,10 @@ def _log_level(name: str, value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        level = logging.getLevelName(value.strip().upper())
+        text = value.strip()
+        if text.isascii() and text.isdigit() and len(text) < 10:
+            return int(text)  # AGENTOPS_LOG_LEVEL=10, as log_level=10 in code
+        level = logging.getLevelName(text.upper())
         if isinstance(level, int):
             return level
     raise ConfigError(f"{name} must be a logging level such as 'INFO' or 'WARNING', got {value!r}")

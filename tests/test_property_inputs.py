@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import os
-import socket
+import re
 import string
 import threading
 import time
@@ -31,11 +31,13 @@ import agentops.client
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome, token_claims
 from agentops.config import SETTINGS, Config, ConfigError
+from tests.conftest import free_port
 
 KEY = "6f4e1c2a-9b1d-4c3e-8f00-123456787f79"
 NAMES = [setting.name for setting in SETTINGS]
 ENV_NAMES = [setting.env for setting in SETTINGS]
 ENV_BY_NAME = {setting.name: setting.env for setting in SETTINGS}
+DEFAULTS = {setting.name: setting.default for setting in SETTINGS}
 URL_SETTINGS = ("endpoint", "app_url", "exporter_endpoint")
 INT_SETTINGS = ("max_wait_time", "max_queue_size")
 SECONDS_SETTINGS = ("auth_timeout", "shutdown_timeout", "export_timeout")
@@ -101,24 +103,63 @@ USABLE_ENV = {name: strategy.map(lambda value: ",".join(value) if isinstance(val
 
 @st.composite
 def arguments(draw, names=tuple(NAMES)):
-    """Mostly usable values, so that whole configurations get through, and anything else."""
+    """Mostly usable values, so that whole configurations get through, and anything else:
+    (arguments, the names given an arbitrary value, which alone may be refused)."""
     chosen = draw(st.lists(st.sampled_from(names), unique=True, max_size=6))
-    return {name: draw(any_value if draw(st.integers(0, 3)) == 0 else USABLE[name])
-            for name in chosen}
+    values, arbitrary = {}, set()
+    for name in chosen:
+        if draw(st.integers(0, 3)) == 0:
+            values[name] = draw(any_value)
+            arbitrary.add(name)
+        else:
+            values[name] = draw(USABLE[name])
+    return values, arbitrary
 
 
 @st.composite
 def environment(draw):
+    """(environment, the names whose variable holds arbitrary text)."""
     chosen = draw(st.lists(st.sampled_from(NAMES), unique=True, max_size=6))
-    return {ENV_BY_NAME[name]: draw(text_values if draw(st.integers(0, 3)) == 0
-                                    else USABLE_ENV[name]) for name in chosen}
+    values, arbitrary = {}, set()
+    for name in chosen:
+        if draw(st.integers(0, 3)) == 0:
+            values[ENV_BY_NAME[name]] = draw(text_values)
+            arbitrary.add(name)
+        else:
+            values[ENV_BY_NAME[name]] = draw(USABLE_ENV[name])
+    return values, arbitrary
+
+
+def refusable(args, arbitrary_args, env, arbitrary_env) -> set[str]:
+    """The settings whose effective input (an argument wins over the environment) is an
+    arbitrary value: only these may be refused."""
+    names = set()
+    for name in NAMES:
+        if args.get(name) is not None:
+            if name in arbitrary_args:
+                names.add(name)
+        elif env.get(ENV_BY_NAME[name], "").strip() and name in arbitrary_env:
+            names.add(name)
+    return names
 
 
 # -- Config.resolve ------------------------------------------------------------------
 
-def mentions_a_setting(error: ConfigError) -> bool:
-    text = str(error)
-    return any(name in text for name in NAMES)
+def names(text: str, setting: str) -> bool:
+    """Whether ``text`` names ``setting`` as a word ('endpoint' is not named by
+    'exporter_endpoint')."""
+    return re.search(rf"(?<![A-Za-z0-9_]){re.escape(setting)}(?![A-Za-z0-9_])", text) is not None
+
+
+def assert_refusals_explained(config: Config, allowed: set[str]) -> None:
+    """Only settings given an arbitrary value were refused; each refusal names its own
+    setting, and the setting holds its default."""
+    assert set(config.errors) <= allowed, (sorted(config.errors), sorted(allowed))
+    for name, message in config.errors.items():
+        assert names(message, name), (name, message)
+        assert config.sources[name] == "default"
+        if name != "fail_safe":
+            assert getattr(config, name) == DEFAULTS[name], name
 
 
 def assert_usable(config: Config) -> None:
@@ -149,26 +190,34 @@ def assert_usable(config: Config) -> None:
 
 
 @PROPERTY
-@given(args=arguments(), env=environment())
-def test_resolve_either_works_or_raises_config_error_naming_the_setting(args, env):
+@given(drawn_args=arguments(), drawn_env=environment())
+def test_resolve_either_works_or_raises_config_error_naming_the_refused_setting(
+        drawn_args, drawn_env):
+    (args, arbitrary_args), (env, arbitrary_env) = drawn_args, drawn_env
     args.pop("fail_safe", None)
     env = {name: value for name, value in env.items() if name != "AGENTOPS_FAIL_SAFE"}
+    allowed = refusable(args, arbitrary_args, env, arbitrary_env)
+    every_refusal = Config.resolve(environ=env, check_all=True, **args)
+    assert_refusals_explained(every_refusal, allowed)
     try:
         config = Config.resolve(environ=env, **args)
     except ConfigError as error:
         event("ConfigError")
         assert isinstance(error, ValueError)
-        assert mentions_a_setting(error), str(error)
+        assert str(error) in every_refusal.errors.values()
         return
     event("resolved")
     assert_usable(config)
+    assert dict(config.errors) == dict(every_refusal.errors)
+    assert config == every_refusal and dict(config.sources) == dict(every_refusal.sources)
 
 
 @PROPERTY
-@given(args=arguments(), env=environment(),
+@given(drawn_args=arguments(), drawn_env=environment(),
        fail_safe=st.sampled_from([True, "true", "1", " yes "]), through_env=st.booleans())
-def test_resolve_with_fail_safe_never_raises_and_always_gives_usable_settings(
-        args, env, fail_safe, through_env):
+def test_resolve_with_fail_safe_never_raises_and_refuses_only_what_it_cannot_use(
+        drawn_args, drawn_env, fail_safe, through_env):
+    (args, arbitrary_args), (env, arbitrary_env) = drawn_args, drawn_env
     args.pop("fail_safe", None)
     if through_env:
         env = {**env, "AGENTOPS_FAIL_SAFE": str(fail_safe)}
@@ -177,8 +226,8 @@ def test_resolve_with_fail_safe_never_raises_and_always_gives_usable_settings(
     config = Config.resolve(environ=env, **args)
     assert config.fail_safe is True
     assert_usable(config)
-    for error in config.errors.values():
-        assert any(name in error for name in NAMES)
+    event(f"{len(config.errors)} refused")
+    assert_refusals_explained(config, refusable(args, arbitrary_args, env, arbitrary_env))
 
 
 @PROPERTY
@@ -196,6 +245,13 @@ def test_a_refused_api_key_is_never_echoed_in_full(key):
     assert config.api_key is None
     assert all(key.strip() not in error for error in config.errors.values())
     assert key.strip() not in (config.api_key_error or "")
+
+
+@pytest.mark.parametrize("text, level", [("10", 10), (" 40 ", 40), ("warning", 30)])
+def test_a_log_level_in_the_environment_may_be_a_number_as_in_code(text, level):
+    assert Config.resolve(environ={"AGENTOPS_LOG_LEVEL": text}).log_level == level
+    with pytest.raises(ConfigError, match="AGENTOPS_LOG_LEVEL"):
+        Config.resolve(environ={"AGENTOPS_LOG_LEVEL": "1" * 5000})
 
 
 BEYOND_USE = [
@@ -223,12 +279,6 @@ def test_a_url_with_an_unclosed_ipv6_bracket_in_the_environment_is_a_config_erro
 
 # -- agentops.init -------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 UNREACHABLE = f"http://127.0.0.1:{free_port()}"
 NO_NETWORK_ENV = {"AGENTOPS_API_ENDPOINT": UNREACHABLE,
                   "AGENTOPS_EXPORTER_ENDPOINT": f"{UNREACHABLE}/v1/traces",
@@ -247,11 +297,14 @@ not_a_url = st.one_of(
 def init_arguments(draw):
     """Arguments for init that never reach beyond 127.0.0.1: a usable API key only when the
     API endpoint is certainly loopback (under fail_safe a refused endpoint falls back to the
-    public default, and the key would be sent there)."""
-    args = draw(arguments(tuple(n for n in NAMES if n not in URL_SETTINGS + (
+    public default, and the key would be sent there). (arguments, the names given an
+    arbitrary value)."""
+    args, arbitrary = draw(arguments(tuple(n for n in NAMES if n not in URL_SETTINGS + (
         "api_key", "auto_start_session"))))
     for name in URL_SETTINGS:
         refused = draw(st.integers(0, 3)) == 0
+        if refused:
+            arbitrary.add(name)
         choice = draw(not_a_url if refused else st.sampled_from(["unset", "loopback"]))
         if choice == "loopback":
             args[name] = UNREACHABLE + ("/v1/traces" if name == "exporter_endpoint" else "")
@@ -264,14 +317,19 @@ def init_arguments(draw):
         args["api_key"] = draw(USABLE["api_key"])
     else:
         refused = draw(st.integers(0, 3)) == 0
+        if refused:
+            arbitrary.add("api_key")
         args["api_key"] = draw(any_value.filter(lambda value: not _usable_key(value))
                                if refused else st.sampled_from([None, "", "  "]))
     if draw(st.booleans()):
-        args["export_timeout"] = draw(USABLE["export_timeout"] if draw(st.booleans())
-                                      else any_value)
+        usable = draw(st.booleans())
+        args["export_timeout"] = draw(USABLE["export_timeout"] if usable else any_value)
+        arbitrary.discard("export_timeout")
+        if not usable:
+            arbitrary.add("export_timeout")
     if draw(st.booleans()):
         args["not_a_setting"] = draw(any_value)
-    return args
+    return args, arbitrary
 
 
 def _usable_key(value: object) -> bool:
@@ -315,8 +373,9 @@ def sdk_sandbox():
 
 @SDK_THREADS_USE_RANDOM
 @PROPERTY
-@given(args=init_arguments())
-def test_init_either_works_or_raises_config_error(args):
+@given(drawn=init_arguments())
+def test_init_either_works_or_raises_config_error_naming_a_refused_setting(drawn):
+    args, arbitrary = drawn
     args.pop("fail_safe", None)
     with sdk_sandbox():
         try:
@@ -324,18 +383,20 @@ def test_init_either_works_or_raises_config_error(args):
             client = agentops.get_client()
         except ConfigError as error:
             event("ConfigError")
-            assert mentions_a_setting(error), str(error)
+            assert any(names(str(error), name) for name in arbitrary), (str(error), arbitrary)
             return
         event(f"initialised, auth {client.tracker.state}")
         assert client is agentops.get_client() and client is not None
         assert_usable(client.config)
+        assert_refusals_explained(client.config, arbitrary)
         json.dumps(agentops.diagnose_session())
 
 
 @SDK_THREADS_USE_RANDOM
 @PROPERTY
-@given(args=init_arguments())
-def test_init_with_fail_safe_never_raises(args):
+@given(drawn=init_arguments())
+def test_init_with_fail_safe_never_raises(drawn):
+    args, arbitrary = drawn
     args["fail_safe"] = True
     with sdk_sandbox():
         agentops.init(**args, auto_start_session=False)
@@ -344,6 +405,7 @@ def test_init_with_fail_safe_never_raises(args):
         if client is not None:
             event(f"{len(client.config.errors)} settings refused")
             assert_usable(client.config)
+            assert_refusals_explained(client.config, arbitrary)
         json.dumps(agentops.diagnose_session())
 
 
@@ -353,28 +415,35 @@ def test_a_queue_size_too_large_for_the_platform_is_a_config_error():
             agentops.init(auto_start_session=False, max_queue_size=2**63)
 
 
-def test_a_batch_interval_beyond_what_threads_can_wait_is_refused_or_harmless():
+def test_a_batch_interval_beyond_what_threads_can_wait_is_refused_and_ignored_under_fail_safe():
     with sdk_sandbox():
-        try:
+        with pytest.raises(ConfigError, match="max_wait_time"):
             agentops.init(auto_start_session=False, max_wait_time=10**13)
-        except ConfigError:
-            return
-        time.sleep(0.3)
+        agentops.init(auto_start_session=False, max_wait_time=10**13, fail_safe=True)
+        client = agentops.get_client()
+        assert client.config.max_wait_time == DEFAULTS["max_wait_time"]
+        assert "max_wait_time" in client.config.errors
+        time.sleep(0.3)  # the export worker waits with the default; sdk_sandbox checks it lives
 
 
 @pytest.mark.parametrize("setting", ["auth_timeout", "shutdown_timeout"])
-def test_a_timeout_beyond_what_threads_can_wait_is_refused_or_harmless(local_backend, setting):
+def test_a_timeout_beyond_what_threads_can_wait_is_refused_and_ignored_under_fail_safe(
+        local_backend, setting):
     local_backend.auth_delay = 0.3
+    settings = dict(api_key=local_backend.api_key, endpoint=local_backend.api_url,
+                    exporter_endpoint=local_backend.otlp_url, app_url=local_backend.app_url,
+                    wait_for_auth=True, **{setting: 1e12})
     with sdk_sandbox():
-        try:
-            agentops.init(
-                api_key=local_backend.api_key, endpoint=local_backend.api_url,
-                exporter_endpoint=local_backend.otlp_url, app_url=local_backend.app_url,
-                wait_for_auth=True, **{setting: 1e12})
-            client = agentops.get_client()
-        except ConfigError:
-            return
+        with pytest.raises(ConfigError, match=setting):
+            agentops.init(**settings)
+        agentops.init(**settings, fail_safe=True)
+        client = agentops.get_client()
+        assert getattr(client.config, setting) == DEFAULTS[setting]
+        assert client.tracker.state == v.AUTHENTICATED  # init waited, within the default
+        started = time.monotonic()
         client.shutdown()
+        # Within the default budget (2 s), plus a margin for a loaded machine.
+        assert time.monotonic() - started <= DEFAULTS["shutdown_timeout"] + 1.0
 
 
 # -- token endpoint answers ----------------------------------------------------------
