@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import time
 import uuid
 
@@ -16,7 +15,7 @@ from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
 )
-from tests.conftest import SDK_ENV_PREFIXES, clean_env, run_python
+from tests.conftest import SDK_ENV_PREFIXES, clean_env, free_port, run_python
 
 STEP_NAMES = ["configuration", "api_reachable", "token_exchange", "token_verified",
               "otlp_reachable", "span_export"]
@@ -29,12 +28,6 @@ def _no_sdk_settings_from_the_environment(monkeypatch):
     for name in list(os.environ):
         if name.startswith(SDK_ENV_PREFIXES):
             monkeypatch.delenv(name)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_test(backend, **overrides):
@@ -115,7 +108,7 @@ def test_missing_key_fails_at_configuration_but_still_checks_both_endpoints(loca
 
 def test_api_down_fails_at_api_reachable_with_connection_error_and_skips_the_auth_steps(
         local_backend):
-    results = run_test(local_backend, endpoint=f"http://127.0.0.1:{closed_port()}")
+    results = run_test(local_backend, endpoint=f"http://127.0.0.1:{free_port()}")
 
     reachable = step(results, "api_reachable")
     assert (reachable["status"], reachable["reason"]) == ("failed", "connection_error")
@@ -128,7 +121,7 @@ def test_api_down_fails_at_api_reachable_with_connection_error_and_skips_the_aut
 
 def test_receiver_down_fails_at_the_otlp_step(local_backend):
     results = run_test(local_backend,
-                       exporter_endpoint=f"http://127.0.0.1:{closed_port()}/v1/traces")
+                       exporter_endpoint=f"http://127.0.0.1:{free_port()}/v1/traces")
 
     otlp = step(results, "otlp_reachable")
     assert (otlp["status"], otlp["reason"]) == ("failed", "connection_error")
@@ -177,7 +170,7 @@ def test_token_exchange_that_never_answers_fails_with_timeout_within_the_time_li
 
 def test_proxy_in_the_environment_is_what_gets_checked_with_its_credentials_masked(
         local_backend, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", f"http://bob:hunter2@127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("HTTP_PROXY", f"http://bob:hunter2@127.0.0.1:{free_port()}")
 
     results = run_test(local_backend)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import time
 
 import jwt
@@ -18,17 +17,10 @@ import agentops
 from agentops import vocabulary as v
 from agentops.testing import LocalBackend
 from tests import hostile_server as hostile
-from tests.conftest import clean_env, run_python
+from tests.conftest import clean_env, free_port, run_python
 
 SLACK = 1.0
 """Seconds a bounded operation may overrun its budget on a loaded 2-core machine."""
-
-
-def free_port() -> int:
-    """A port nothing listens on (connections to it are refused)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def init_against(backend: LocalBackend, **settings):

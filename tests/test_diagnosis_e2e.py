@@ -19,7 +19,7 @@ import pytest
 
 from agentops import diagnostics as d
 from agentops import vocabulary as v
-from tests.conftest import clean_env, run_python
+from tests.conftest import clean_env, free_port, run_python
 
 SPANS = 3
 
@@ -106,12 +106,6 @@ def assert_lost(diagnosis: dict, cause: str, spans: int = SPANS) -> None:
     assert diagnosis["has_auth_token"] is True
     assert diagnosis["export_stats"]["failures_by_cause"] == {cause: spans}
     assert diagnosis["exporter_healthy"] is False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TLSServer:

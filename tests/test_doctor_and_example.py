@@ -4,7 +4,6 @@ fresh interpreter against LocalBackend, judged by exit status and output."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import clean_env
+from tests.conftest import clean_env, free_port
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "debug_session_connectivity.py"
 
@@ -34,12 +33,6 @@ def run(args: list[str], timeout: float = 60, **env: str) -> Result:
 
 def doctor(*args: str, **env: str) -> Result:
     return run(["-m", "agentops", "doctor", *args], **env)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def assert_no_secret(text: str, key: str) -> None:
@@ -177,7 +170,7 @@ def test_example_with_a_key_and_endpoints_tests_that_setup(local_backend):
 
 def test_example_with_an_invalid_key_exits_1(local_backend):
     result = run([str(EXAMPLE), str(uuid.uuid4()), "--endpoint", local_backend.api_url,
-                  "--exporter-endpoint", f"http://127.0.0.1:{closed_port()}/v1/traces"])
+                  "--exporter-endpoint", f"http://127.0.0.1:{free_port()}/v1/traces"])
 
     assert result.returncode == 1
     assert "invalid_key (HTTP 403)" in result.stdout
