@@ -14,12 +14,14 @@ import jwt
 import requests
 
 from agentops import vocabulary as v
-from agentops.http import BodyTooLarge, exception_cause, parse_retry_after, read_capped, redact
+from agentops.http import BodyTooLarge, exception_cause, parse_retry_after, read_capped
+from agentops.redaction import redact, redacted_repr, register_api_key, register_token
 
 MAX_BODY_BYTES = 64 * 1024
 USER_AGENT = "agentops-python"
 
 
+@redacted_repr
 @dataclass(frozen=True)
 class TokenOutcome:
     """Result of one token request. ``token`` is a secret: it is kept out of repr."""
@@ -71,19 +73,20 @@ def _retry_after(response: requests.Response) -> float | None:
     return parse_retry_after(response.headers.get("Retry-After"))
 
 
-def error_text(body: bytes, api_key: str | None = None) -> str:
-    """The server's own words on one line, without secrets it may echo: its JSON
+def error_text(body: bytes) -> str:
+    """The server's own words on one line, without secrets it may echo (redacted before
+    they are cut short, so a cut cannot hide a secret from the patterns): its JSON
     ``error``, or the start of the body."""
     try:
         message = json.loads(body).get("error")
         if isinstance(message, str):
-            return redact(" ".join(message.split()), api_key)[:200]  # type: ignore[index]
+            return str(redact(" ".join(message.split())))[:200]
     except (ValueError, AttributeError, RecursionError):
         pass
     text = " ".join(body[:400].decode("utf-8", "replace").split())
     if text[:15].lower().startswith(("<!doctype html", "<html")):
         return "an HTML page, not the AgentOps API (check the endpoint and any proxy)"
-    return redact(text, api_key)[:120] or "empty body"  # type: ignore[index]
+    return str(redact(text))[:120] or "empty body"
 
 
 class AgentOpsAPI:
@@ -116,6 +119,7 @@ class AgentOpsAPI:
 
     def fetch_token(self, api_key: str, timeout: float) -> TokenOutcome:
         """POST /v3/auth/token; never raises, never follows redirects, reads at most 64 KiB."""
+        register_api_key(api_key)
         exchanged = self._exchange("POST", timeout, json={"api_key": api_key})
         if isinstance(exchanged, TokenOutcome):
             return exchanged
@@ -130,27 +134,29 @@ class AgentOpsAPI:
                        api_key: str) -> TokenOutcome:
         status = response.status_code
         if status == 400:
-            return TokenOutcome(v.INVALID_KEY_FORMAT, status, error_text(body, api_key))
+            return TokenOutcome(v.INVALID_KEY_FORMAT, status, error_text(body))
         if status in (401, 403):
-            return TokenOutcome(v.INVALID_KEY, status, error_text(body, api_key))
+            return TokenOutcome(v.INVALID_KEY, status, error_text(body))
         if status == 429:
-            return TokenOutcome(v.RATE_LIMITED, status, error_text(body, api_key),
+            return TokenOutcome(v.RATE_LIMITED, status, error_text(body),
                                 retry_after=_retry_after(response))
         if status == 408:
             return TokenOutcome(v.TIMEOUT, status, "the API timed out waiting for the request")
         if status >= 500:
-            return TokenOutcome(v.SERVER_ERROR, status, error_text(body, api_key),
+            return TokenOutcome(v.SERVER_ERROR, status, error_text(body),
                                 retry_after=_retry_after(response))
         if 300 <= status < 400:
-            where = response.headers.get("Location", "nowhere")
+            where = str(redact(response.headers.get("Location", "nowhere")))
             return TokenOutcome(v.UNEXPECTED_STATUS, status, f"redirected to {where[:120]}")
         if status != 200:
-            return TokenOutcome(v.UNEXPECTED_STATUS, status, error_text(body, api_key))
+            return TokenOutcome(v.UNEXPECTED_STATUS, status, error_text(body))
         try:
             data = json.loads(body)
             token = data["token"]
             if not isinstance(token, str):
                 raise TypeError
+            # Whatever it turns out to be, it was offered as a token: never echo it.
+            register_token(token)
         except (ValueError, KeyError, TypeError, RecursionError):
             kind = response.headers.get("Content-Type", "unknown content type").split(";")[0]
             return TokenOutcome(v.BAD_RESPONSE, status,
@@ -167,6 +173,7 @@ class AgentOpsAPI:
 
     def verify_token(self, token: str, timeout: float) -> TokenOutcome:
         """GET /v3/auth/token: does the API accept this token? (``token`` is not returned)."""
+        register_token(token)
         exchanged = self._exchange("GET", timeout, headers={"Authorization": f"Bearer {token}"})
         if isinstance(exchanged, TokenOutcome):
             return exchanged

@@ -20,6 +20,7 @@ from typing import Any
 
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
+from agentops.redaction import redacted_repr, register_token
 
 logger = logging.getLogger("agentops")
 
@@ -44,6 +45,7 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
 
 
+@redacted_repr
 @dataclass(frozen=True)
 class AuthSnapshot:
     """The facts a diagnosis needs; never the token."""
@@ -153,6 +155,9 @@ class AuthTracker:
             self.detail = outcome.detail
             if outcome.ok:
                 recovered = self.state == v.FAILED
+                # Every token ever held stays registered: text quoting an old one is
+                # cleaned as well as text quoting the current one.
+                register_token(outcome.token)
                 self._token = outcome.token
                 self._expires_at = outcome.expires_at
                 self._refresh_at = self._schedule_refresh(outcome.expires_at)

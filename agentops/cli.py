@@ -28,6 +28,7 @@ from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
 )
+from agentops.redaction import redact, redact_data
 
 DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
                  "requests", "urllib3", "PyJWT", "protobuf")
@@ -81,14 +82,15 @@ def configuration(connectivity: Mapping[str, Any]) -> list[dict[str, Any]]:
 def doctor_report(api_key: str | None = None, endpoint: str | None = None,
                   exporter_endpoint: str | None = None, timeout: float = DEFAULT_TIMEOUT,
                   environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The doctor's facts as a JSON-serialisable dict; never raises for a bad setting.
+    """The doctor's facts as a JSON-serialisable dict, redacted; never raises for a bad
+    setting.
 
     Settings come from the arguments and the process environment; ``environ`` only
     supplies the proxy and certificate variables shown."""
     environ = os.environ if environ is None else environ
     connectivity = test_session_connectivity(api_key=api_key, timeout=timeout, endpoint=endpoint,
                                              exporter_endpoint=exporter_endpoint)
-    return {
+    return redact_data({
         "passed": bool(connectivity.get("test_passed")),
         "generated_at": iso(time.time()),
         "versions": versions(),
@@ -100,7 +102,7 @@ def doctor_report(api_key: str | None = None, endpoint: str | None = None,
         "connectivity": connectivity,
         "issues": list(connectivity.get("issues", [])),
         "recommendations": list(connectivity.get("recommendations", [])),
-    }
+    })
 
 
 def llm_instrumentation() -> dict[str, Any]:
@@ -162,7 +164,7 @@ def render_doctor_report(report: Mapping[str, Any], stream: TextIO) -> None:
                   + ", ".join(report["opentelemetry_variables"])]
     lines += _instrumentation_lines(report.get("instrumentation") or {})
     lines.append("")
-    terminal.write_text(stream, "\n".join(lines) + "\n")
+    terminal.write_text(stream, redact("\n".join(lines) + "\n"))
     print_connectivity_test_results(report.get("connectivity", {}), stream)
 
 
@@ -213,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = doctor_report(api_key=args.api_key, endpoint=args.endpoint,
                            exporter_endpoint=args.exporter_endpoint, timeout=args.timeout)
     if args.json:
-        terminal.write_text(sys.stdout, json.dumps(report, indent=2) + "\n")
+        terminal.write_text(sys.stdout, redact(json.dumps(report, indent=2)) + "\n")
     else:
         render_doctor_report(report, sys.stdout)
     return EXIT_PASSED if report["passed"] else EXIT_FAILED

@@ -15,6 +15,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from agentops.redaction import (
+    redact,
+    redact_data,
+    redacted_repr,
+    register_api_key,
+    register_url_credentials,
+    url_has_credentials,
+)
+
 logger = logging.getLogger("agentops")
 
 DEFAULT_API_ENDPOINT = "https://api.agentops.ai"
@@ -23,7 +32,11 @@ DEFAULT_EXPORTER_ENDPOINT = "https://otlp.agentops.ai/v1/traces"
 
 
 class ConfigError(ValueError):
-    """A setting has a value the SDK cannot use; the message names it and what is expected."""
+    """A setting has a value the SDK cannot use; the message names it and what is expected.
+    The message never holds a secret: it is redacted when the error is made."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 def _text(name: str, value: Any) -> str:
@@ -38,6 +51,9 @@ def _api_key(name: str, value: Any) -> str | None:
     key = _text(name, value)
     if not key:
         return None
+    # Registered before anything can echo it, refused or not: a mistyped key is still
+    # someone's key.
+    register_api_key(key)
     try:
         # The API expects the canonical form; uuid also accepts braces, urn: and no dashes.
         return str(uuid.UUID(key))
@@ -49,18 +65,36 @@ def _api_key(name: str, value: Any) -> str | None:
         ) from None
 
 
+def _shown_url(url: str) -> str:
+    """A refused URL as error messages quote it: whatever precedes an '@' may be a password,
+    with or without a scheme."""
+    if "@" not in url:
+        return url
+    scheme, sep, rest = url.rpartition("://")
+    return f"{scheme}{sep}***@{rest.rsplit('@', 1)[1]}" if sep else f"***@{url.rsplit('@', 1)[1]}"
+
+
 def _url(name: str, value: Any) -> str:
     url = _text(name, value).rstrip("/")
+    register_url_credentials(url)
+    shown = _shown_url(url)
     try:
         parts = urlsplit(url)
     except ValueError as error:
-        raise ConfigError(f"{name} is not a valid URL ({error}): {url!r}") from None
+        raise ConfigError(f"{name} is not a valid URL ({error}): {shown!r}") from None
+    if url_has_credentials(url):
+        # One Authorization header per request, and it carries the AgentOps token: a
+        # user:password in the URL could only be dropped silently or sent in clear text.
+        raise ConfigError(
+            f"{name} must not contain credentials (user:password@), got {shown!r}: "
+            "AgentOps authenticates with the API key; remove them from the URL (a proxy "
+            "that needs credentials goes in HTTPS_PROXY)")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name} must be an http(s) URL such as 'https://host[:port]', got {url!r}")
+        raise ConfigError(f"{name} must be an http(s) URL such as 'https://host[:port]', got {shown!r}")
     try:
         _ = parts.port  # urlsplit checks the port only when asked
     except ValueError:
-        raise ConfigError(f"{name} has an invalid port: {url!r}") from None
+        raise ConfigError(f"{name} has an invalid port: {shown!r}") from None
     return url
 
 
@@ -201,6 +235,7 @@ def mask_secret(secret: str | None) -> str | None:
     return f"{secret[:4]}...{secret[-4:]}"
 
 
+@redacted_repr
 @dataclass(frozen=True)
 class Config:
     api_key: str | None = field(default=None, repr=False)
@@ -236,11 +271,13 @@ class Config:
         return mask_secret(self.api_key)
 
     def public(self) -> dict[str, Any]:
-        """The effective settings with the API key masked, for reports and support tickets."""
+        """The effective settings with the API key masked and URLs redacted, for reports and
+        support tickets."""
         values = {f.name: getattr(self, f.name) for f in fields(self)
                   if f.name not in ("sources", "errors")}
-        values["api_key"] = self.api_key_masked
         values["log_level"] = logging.getLevelName(self.log_level)
+        values = redact_data(values)
+        values["api_key"] = self.api_key_masked
         return values
 
     @classmethod

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -22,8 +22,9 @@ from agentops import vocabulary as v
 from agentops.auth import AuthSnapshot
 from agentops.client import Client
 from agentops.config import Config
-from agentops.http import endpoint_label, redact
+from agentops.http import endpoint_label
 from agentops.instrumentation import instrumentation
+from agentops.redaction import redact_data
 
 logger = logging.getLogger("agentops")
 
@@ -648,13 +649,8 @@ def exporter_healthy(facts: Facts) -> bool:
 
 def collect(client: Client, environ: Mapping[str, str] | None = None,
             now: float | None = None) -> Facts:
-    key = client.config.api_key
     auth = client.tracker.snapshot()
-    scrubbed = redact(auth.detail, key)
-    if scrubbed is not auth.detail:
-        auth = replace(auth, detail=scrubbed)
     stats = client.stats.snapshot()
-    stats["last_error"] = redact(stats["last_error"], key)
     sessions = tuple({"name": t.name, "trace_id": t.trace_id, "started_at": t.started_at,
                       "spans": client.tally.spans_in(t.span.get_span_context().trace_id)}
                      for t in list(client.traces))
@@ -667,6 +663,12 @@ def collect(client: Client, environ: Mapping[str, str] | None = None,
 
 
 def diagnose(client: Client | None) -> dict[str, Any]:
+    """The diagnosis as plain data, every string of it (the rules quote details that came
+    from servers) passed through the redaction."""
+    return redact_data(_diagnose(client))
+
+
+def _diagnose(client: Client | None) -> dict[str, Any]:
     if client is None:
         return {
             "sdk_initialized": False, "client_initialized": False, "has_api_key": False,

@@ -12,21 +12,9 @@ import requests
 import urllib3
 
 from agentops import vocabulary as v
+from agentops.redaction import redact
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
-_JWT = re.compile(r"eyJ[\w-]*(?:\.[\w-]*){0,2}")
-
-
-def redact(text: str | None, api_key: str | None = None) -> str | None:
-    """Free text from servers and exceptions without secrets: a server may echo the key or
-    a token back."""
-    if not text:
-        return text
-    if api_key and api_key in text:
-        text = text.replace(api_key, "<api key>")
-    if "eyJ" in text:
-        text = _JWT.sub("<token>", text)
-    return text
 
 
 def host_port(url: str) -> tuple[str, int]:
@@ -55,8 +43,15 @@ def host_label(url: str) -> str:
 def exception_cause(error: BaseException, url: str | None = None) -> tuple[str, str]:
     """(cause, short detail) for an exception raised by a requests call.
 
-    The detail names the endpoint and the operating system's words, never headers.
+    The detail names the endpoint and the operating system's words, never headers; it is
+    redacted here, where the exception's text (which may quote a URL or a server's
+    words) enters the SDK.
     """
+    cause, detail = _exception_cause(error, url)
+    return cause, redact(detail)
+
+
+def _exception_cause(error: BaseException, url: str | None) -> tuple[str, str]:
     where = f" to {endpoint_label(url)}" if url else ""
     if isinstance(error, requests.exceptions.SSLError):
         return v.TLS_ERROR, f"TLS handshake{where} failed: {_innermost(error)}"

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import IO, Any, TextIO, cast
 
 from agentops import terminal
+from agentops.redaction import redact
 
 logger = logging.getLogger("agentops")
 
@@ -135,8 +136,8 @@ def print_report(diagnosis: Mapping[str, Any], file: IO[str] | None = None,
         return
     try:
         unicode = terminal.can_encode(stream, "".join(UNICODE_MARKS))
-        text = render_report(diagnosis, colour=terminal.wants_colour(stream, colour),
-                             unicode=unicode)
+        text = redact(render_report(diagnosis, colour=terminal.wants_colour(stream, colour),
+                                    unicode=unicode))
     except Exception:
         logger.debug("could not render the session report", exc_info=True)
         return

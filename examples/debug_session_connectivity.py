@@ -33,6 +33,7 @@ from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
 )
+from agentops.redaction import redact, redact_data
 
 PROGRAM_TIMEOUT = 60.0
 TEST_TIMEOUT = 10.0
@@ -235,7 +236,7 @@ def walkthrough(as_json: bool) -> int:
             summary, output = run_program(backend, case, encoding)
             if not as_json:
                 for line in output.rstrip().splitlines():
-                    print(f"  {bar} {line}".rstrip())
+                    print(redact(f"  {bar} {line}".rstrip()))
             as_expected = case.test_ok(results) and case.program_ok(summary)
             records.append({"name": case.name, "title": case.title,
                             "expected": case.expectation, "as_expected": as_expected,
@@ -243,7 +244,8 @@ def walkthrough(as_json: bool) -> int:
                             "program_output": output})
     passed = all(record["as_expected"] for record in records)
     if as_json:
-        print(json.dumps({"mode": "local", "passed": passed, "scenarios": records}, indent=2))
+        print(json.dumps(redact_data({"mode": "local", "passed": passed, "scenarios": records}),
+                         indent=2))
         return 0 if passed else 1
     print(f"\n{rule}\nSummary\n{rule}")
     for record in records:
@@ -283,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                                         endpoint=args.endpoint,
                                         exporter_endpoint=args.exporter_endpoint)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps(results, indent=2))  # already redacted, as every result is
     else:
         print_connectivity_test_results(results)
     return 0 if results["test_passed"] else 1

@@ -56,6 +56,7 @@ from agentops.http import (
     host_label,
     parse_retry_after,
 )
+from agentops.redaction import redact
 
 logger = logging.getLogger("agentops")
 
@@ -328,7 +329,8 @@ class OTLPRequestLoop:
             return Outcome(None, detail, answer.status)
         partial = response.partial_success
         rejected = max(0, int(partial.rejected_spans))
-        message = " ".join(partial.error_message.split())[:300] or None
+        # The receiver's words: redacted where they enter, before they are cut short.
+        message = str(redact(" ".join(partial.error_message.split())))[:300] or None
         return Outcome(None, detail, answer.status, rejected_spans=rejected,
                        rejected_message=message)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from agentops import vocabulary as v
 from agentops.auth import iso
+from agentops.redaction import redacted_repr
 
 
 @dataclass(eq=False)
@@ -26,6 +27,7 @@ class Batch:
     detail: str | None = None
 
 
+@redacted_repr
 @dataclass
 class ExportStats:
     spans_made: int = 0

@@ -41,6 +41,7 @@ from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url
 from agentops.http import endpoint_label, exception_cause, host_port
+from agentops.redaction import redact, redact_data, register_url_credentials
 from agentops.semconv import CONNECTIVITY_TEST_KIND, SpanAttributes
 
 __all__ = ["test_session_connectivity", "print_connectivity_test_results", "resolve_settings"]
@@ -489,8 +490,14 @@ def test_session_connectivity(api_key: str | None = None, timeout: float = 15,
     ``agentops.init``. The result holds ``test_passed``, ``steps`` (name, status, duration_ms,
     detail and the facts of each step), ``issues``, ``recommendations`` and ``session_url``
     (the test span's dashboard link once the receiver acknowledged it). The API key appears
-    masked, the token never.
+    masked, the token never: every string of the result is redacted.
     """
+    return redact_data(_test_session_connectivity(api_key, timeout, endpoint, exporter_endpoint,
+                                                  app_url))
+
+
+def _test_session_connectivity(api_key: str | None, timeout: float, endpoint: str | None,
+                               exporter_endpoint: str | None, app_url: str | None) -> dict[str, Any]:
     began = time.time()
     started = time.monotonic()
     try:
@@ -569,7 +576,7 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
     # API reachable
     api_ok = False
     if "endpoint" in problems:
-        steps.append(_skipped(API_REACHABLE, "endpoint is not a valid URL"))
+        steps.append(_skipped(API_REACHABLE, "endpoint was refused (see step 1)"))
     elif not out_of_time(API_REACHABLE):
         step = _probe(API_REACHABLE, config.endpoint, deadline)
         steps.append(step)
@@ -617,7 +624,7 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
     # OTLP endpoint reachable
     otlp_ok = False
     if "exporter_endpoint" in problems:
-        steps.append(_skipped(OTLP_REACHABLE, "exporter_endpoint is not a valid URL"))
+        steps.append(_skipped(OTLP_REACHABLE, "exporter_endpoint was refused (see step 1)"))
     elif not out_of_time(OTLP_REACHABLE):
         step = _probe(OTLP_REACHABLE, config.exporter_endpoint, deadline)
         steps.append(step)
@@ -656,7 +663,9 @@ _RULE = "=" * 60
 
 
 def mask_url_credentials(url: str) -> str:
-    """A URL with any user:password replaced by ***, for proxy settings in reports."""
+    """A URL with any user:password replaced by ***, for proxy settings in reports. The
+    password is also registered for redaction everywhere else."""
+    register_url_credentials(url if "://" in url else f"http://{url}")
     scheme, sep, rest = url.partition("://")
     if not sep:
         scheme, rest = "", url
@@ -741,4 +750,4 @@ def print_connectivity_test_results(results: Mapping[str, Any], file: TextIO | N
     except Exception as error:  # a malformed result must not break the caller
         lines = [f"AgentOps Connectivity Test: could not render the result "
                  f"({type(error).__name__}: {error})"]
-    terminal.write_text(stream, "\n".join(lines) + "\n")
+    terminal.write_text(stream, redact("\n".join(lines) + "\n"))
