@@ -1,4 +1,4 @@
-"""Redaction by value: the one function every exit point passes text through.
+"""Redaction of secrets, by value and by shape: what every exit point passes text through.
 
 What leaves the SDK (log records, ``diagnose_session()``, the report, ``agentops doctor``,
 the connectivity test, exception messages, reprs) goes through :func:`redact` or
@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-__all__ = ["redact", "redact_data", "redact_url", "register_api_key", "register_token",
+__all__ = ["redact", "redact_data", "redact_known", "register_api_key", "register_token",
            "register_secret", "register_url_credentials", "url_has_credentials",
            "redacted_repr", "RedactingFilter"]
 
@@ -225,11 +225,6 @@ def redact_known(text: str) -> str:
     return pattern.sub(_known, text) if pattern is not None and text else text
 
 
-def redact_url(url: str) -> str:
-    """A URL with its userinfo and secret query values masked (same as :func:`redact`)."""
-    return redact(url)
-
-
 _PLAIN = frozenset({int, float, bool, type(None)})
 
 
@@ -260,12 +255,12 @@ C = TypeVar("C", bound=type)
 def redacted_repr(cls: C) -> C:
     """Class decorator: the class's repr (a dataclass's generated one, say) passed through
     :func:`redact`."""
-    original: Callable[[Any], str] = cls.__repr__
+    original: Callable[[Any], str] = cls.__repr__  # type: ignore[assignment]
 
     def __repr__(self: Any) -> str:
-        return redact(original(self))
+        return str(redact(original(self)))
 
-    cls.__repr__ = __repr__  # type: ignore[method-assign]
+    setattr(cls, "__repr__", __repr__)  # noqa: B010  (mypy refuses assigning a method)
     return cls
 
 
