@@ -290,11 +290,9 @@ class RedactingFilter(logging.Filter):
 
 
 SDK_LOGGER = "agentops"
-LIBRARY_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry",
-                   "opentelemetry.exporter.otlp.proto.http.trace_exporter",
-                   "opentelemetry.exporter.otlp.common.http")
-"""Libraries the SDK drives, which log request URLs and errors (urllib3 at DEBUG): the
-secrets the SDK registered are removed from their records, nothing else of theirs."""
+LIBRARY_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry")
+"""The library under the SDK's requests, which logs request URLs at DEBUG: the secrets the
+SDK registered are removed from its records, nothing else of theirs."""
 
 
 def _install_log_filters() -> None:

@@ -183,7 +183,9 @@ def test_reprs_of_public_objects_hold_no_secret():
     echoed = f"Invalid API key {KEY.upper()} {PRETTY}"
     outcome = TokenOutcome("invalid_key", 401, echoed, token=COMPACT)
     stats = ExportStats()
-    stats.batch_failed("client_error", 1, f"HTTP 400: {PRETTY}")
+    batch = stats.batch_started(1)
+    stats.batch_progress(batch, "client_error", f"HTTP 400: {PRETTY}")
+    stats.batch_finished(batch, 0, [("client_error", 1, f"HTTP 400: {PRETTY}")])
     config = Config.resolve(environ={}, api_key=KEY,
                             exporter_endpoint="http://127.0.0.1:1/v1/traces?token=qv-123456")
     tracker = AuthTracker(None, KEY)

@@ -47,6 +47,9 @@ UNKNOWN_KEY = "8a2d6f0e-4c1b-4e9a-b3d7-5f8c2e1a9b60"
 PASSWORD = "S3cretPass-4b7e1"
 PROXY_PASSWORD = "Pr0xyPass-9d2c6"
 QUERY_SECRET = "qs-7c1e9a4f2b"
+VENDOR_SECRETS = ("vendor-one-credential-5e2a", "vendor-two-credential-8b3f")
+"""Another vendor's credentials in OTEL_EXPORTER_OTLP_*HEADERS: meant for the program's
+other exporters, never for AgentOps."""
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "debug_session_connectivity.py"
 
 
@@ -254,6 +257,28 @@ def echo_token(status: int, retry_after: str | None = None) -> Callable[[EchoBac
     return answer
 
 
+def partial_success_echo(backend: EchoBackend, token: str | None) -> Answer:
+    """200, but the receiver's partial_success rejects a span, quoting the token."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceResponse,
+    )
+
+    answer = ExportTraceServiceResponse()
+    if token is None or token not in backend.issued:
+        return json_answer(401, {"error": f"Invalid token {token}"})
+    backend.count("otlp partial")
+    answer.partial_success.rejected_spans = 1
+    answer.partial_success.error_message = (f"span refused for token {token} "
+                                            f"(key {KEY.upper()}; see {FOREIGN_TOKEN})")
+    return 200, {"Content-Type": "application/x-protobuf"}, answer.SerializeToString()
+
+
+def receiver_redirect(backend: EchoBackend, token: str | None) -> Answer:
+    backend.count("otlp 307")
+    location = f"http://collector:{PASSWORD}@elsewhere.invalid/v1/traces?token={token}"
+    return 307, {"Location": location, "Content-Type": "text/plain"}, b""
+
+
 def cycling(*answers: Callable[[EchoBackend, str | None], Answer]) -> Callable[[EchoBackend, str | None], Answer]:
     calls = iter(range(10 ** 6))
 
@@ -414,6 +439,15 @@ def both(*checks: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, 
     return check
 
 
+def no_foreign_headers_sent(diagnosis: dict[str, Any], servers: Any) -> None:
+    delivered(diagnosis, servers)
+    sent = json.dumps(servers.echo.otlp_headers)
+    assert servers.echo.otlp_headers and not any(secret in sent for secret in VENDOR_SECRETS), \
+        "another vendor's OTLP headers were sent to the AgentOps receiver"
+    names = {name.lower() for headers in servers.echo.otlp_headers for name in headers}
+    assert not names & {"x-vendor-key", "x-trace-vendor"}, names
+
+
 def refused_setting(name: str) -> Callable[[dict[str, Any], Any], None]:
     def check(diagnosis: dict[str, Any], servers: Any) -> None:
         assert any(name in issue and "credentials" in issue for issue in diagnosis["issues"]), \
@@ -440,6 +474,9 @@ SCENARIOS: dict[str, Scenario] = {
     "auth_500_echoes_the_key": Scenario(
         on_echo(), answered("auth 500", auth_is("server_error")),
         echo={"auth": echo_key(500)}, auth_wait=1.5),
+    "auth_429_echoes_the_key": Scenario(
+        on_echo(), answered("auth 429", auth_is("rate_limited")),
+        echo={"auth": echo_key(429)}, auth_wait=1.5),
     "auth_302_location_with_the_key_and_a_password": Scenario(
         on_echo(), answered("auth 302", auth_is("unexpected_status")),
         echo={"auth": redirect_with_key}),
@@ -491,6 +528,12 @@ SCENARIOS: dict[str, Scenario] = {
         on_echo(), answered("otlp 413"),
         echo={"otlp": cycling(echo_token(413), echo_token(429, retry_after="0"),
                               echo_token(500), echo_token(503))}),
+    "receiver_partial_success_quotes_the_token": Scenario(
+        on_echo(), answered("otlp partial", lost_to("rejected_by_receiver")),
+        echo={"otlp": partial_success_echo}),
+    "receiver_redirect_with_the_token_and_a_password": Scenario(
+        on_echo(), answered("otlp 307", lost_to("unexpected_status")),
+        echo={"otlp": receiver_redirect}),
     "receiver_down": Scenario(
         lambda s: sdk_env(s.echo.url, f"http://127.0.0.1:{closed_port()}/v1/traces"),
         lost_to("connection_error")),
@@ -502,6 +545,11 @@ SCENARIOS: dict[str, Scenario] = {
     "exporter_endpoint_with_a_secret_query_value": Scenario(
         lambda s: sdk_env(s.echo.url, f"{s.echo.otlp_url}?signature={QUERY_SECRET}"),
         delivered),
+    "another_vendors_otlp_headers_in_the_environment": Scenario(
+        on_echo(OTEL_EXPORTER_OTLP_HEADERS=f"x-vendor-key={VENDOR_SECRETS[0]},"
+                                           f"authorization=Basic%20{VENDOR_SECRETS[1]}",
+                OTEL_EXPORTER_OTLP_TRACES_HEADERS=f"x-trace-vendor={VENDOR_SECRETS[0]}"),
+        no_foreign_headers_sent),
     "proxy_with_credentials": Scenario(
         lambda s: sdk_env(s.echo.url, s.echo.otlp_url, NO_PROXY="", no_proxy="",
                           HTTP_PROXY=f"http://proxyuser:{PROXY_PASSWORD}@127.0.0.1:"
@@ -526,7 +574,8 @@ def _is_jwt_header(segment: str) -> bool:
 def secret_forms(tokens: list[str], *keys: str) -> dict[str, str]:
     """{secret text: what to call it}: every form the search looks for."""
     forms = {PASSWORD: "URL password", PROXY_PASSWORD: "proxy password",
-             QUERY_SECRET: "query secret", FOREIGN_TOKEN: "foreign token"}
+             QUERY_SECRET: "query secret", FOREIGN_TOKEN: "foreign token",
+             **{secret: "another vendor's credential" for secret in VENDOR_SECRETS}}
     for key in keys:
         forms[key] = "API key"
         forms[key.replace("-", "")] = "API key (no dashes)"
