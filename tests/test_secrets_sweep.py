@@ -311,12 +311,13 @@ from agentops.api import AgentOpsAPI
 from opentelemetry import trace
 
 try:
-    client = agentops.init(max_wait_time=100)
+    session = agentops.init(max_wait_time=100)
 except agentops.ConfigError as error:
     print(repr(error))
     traceback.print_exc()
     # Local-only, so that the diagnosis and the report still have a client to describe.
-    client = agentops.init(max_wait_time=100, fail_safe=True, api_key="")
+    session = agentops.init(max_wait_time=100, fail_safe=True, api_key="")
+client = agentops.get_client()
 
 channel("spans")
 tracer = trace.get_tracer("sweep")
@@ -336,7 +337,7 @@ print(json.dumps(agentops.diagnose_session()))
 channel("report")
 agentops.print_session_status()
 channel("reprs")
-objects = {"client": client}
+objects = {"client": client, "session": session}
 if client is not None:
     objects.update(config=client.config, public_config=client.config.public(),
                    auth=client.tracker.snapshot(), stats=client.stats,
