@@ -2,7 +2,7 @@
 what was not.
 
 The public API: ``init``, ``configure``, ``start_trace``, ``end_trace``,
-``update_trace_metadata``, ``get_client``, ``diagnose_session``, ``print_session_status``,
+``update_trace_metadata``, ``flush``, ``shutdown``, ``get_client``, ``diagnose_session``, ``print_session_status``,
 the decorators (``trace``, ``agent``, ``task``, ``operation``, ``workflow``, ``tool``,
 ``guardrail``, ``track_endpoint``), ``TraceState`` with ``SUCCESS``/``ERROR``/``UNSET``, and
 upstream agentops 0.3's names as deprecated shims (``agentops.legacy``). The names and their
@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from opentelemetry import trace as _otel_trace
 
-from agentops import semconv
-from agentops.client import Client, current, replace_current
+from agentops import lifecycle, semconv
+from agentops.client import Client, current
 from agentops.config import SETTINGS, Config, ConfigError
 from agentops.enums import ERROR, SUCCESS, UNSET, TraceState
-from agentops.instrumentation import instrumentation
-from agentops.log import configure_logging
 from agentops.tracing import CurrentSession, EndState, TraceContext
 
 if TYPE_CHECKING:
@@ -73,7 +71,8 @@ def __getattr__(name: str) -> Any:
 
 __version__ = "0.1.0"
 __all__ = [
-    "init", "configure", "start_trace", "end_trace", "update_trace_metadata", "get_client",
+    "init", "configure", "start_trace", "end_trace", "update_trace_metadata", "flush",
+    "shutdown", "get_client",
     "diagnose_session", "print_session_status", "Client", "Config", "ConfigError",
     "TraceContext", "TraceState", "SUCCESS", "ERROR", "UNSET",
     "trace", "session", "agent", "task", "operation", "workflow", "tool", "guardrail",
@@ -102,7 +101,9 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
          log_session_replay_url: bool | None = None, exporter_endpoint: str | None = None,
          wait_for_auth: bool | None = None, auth_timeout: float | None = None,
          shutdown_timeout: float | None = None, export_timeout: float | None = None,
-         capture_content: bool | None = None, **kwargs: Any) -> Session | None:
+         capture_content: bool | None = None, offline_storage: bool | None = None,
+         storage_directory: str | None = None, handle_sigterm: bool | None = None,
+         **kwargs: Any) -> Session | None:
     """Configure the SDK, start authenticating in the background and, unless
     ``auto_start_session`` is false, start a session trace.
 
@@ -119,8 +120,9 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
     ``auth_timeout`` seconds). Bad settings raise ``ConfigError`` naming the setting; with
     ``fail_safe`` they are logged and the SDK continues (local-only for a bad API key).
     Calling init again with the same settings keeps the running client; with different
-    settings the running client is shut down (its queue delivered within
-    ``shutdown_timeout``) and replaced.
+    settings a new client takes over and the previous one delivers its queue within
+    ``shutdown_timeout``. Threads calling init at once get one client. The order of a
+    process's events (fork, SIGTERM, exit) is described in ``agentops.lifecycle``.
     """
     arguments = {name: value for name, value in locals().items()
                  if name not in ("kwargs", "tags", *UPSTREAM_NO_OP_ARGUMENTS)
@@ -143,29 +145,7 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
 
 
 def _init(config: Config, unknown: dict[str, Any]) -> Session | None:
-    configure_logging(config.log_level)
-    for name in unknown:
-        logger.warning("agentops.init() ignores unknown argument %r", name)
-    for error in config.errors.values():
-        logger.error("Invalid setting ignored (fail_safe): %s", error)
-    existing = current()
-    if existing is not None and not existing.closed and existing.config == config:
-        logger.info("agentops.init() called again with the same settings; "
-                    "keeping the running client")
-        if config.auto_start_session and not existing.traces:
-            existing.start_trace(is_init_trace=True)
-        return _init_session(existing)
-    if existing is not None:
-        logger.info("agentops.init() called with new settings; "
-                    "shutting down the previous client first")
-        existing.shutdown()
-    client = Client(config)
-    client.start()
-    replace_current(client)
-    instrumentation.configure(config.instrument_llm_calls, config.capture_content,
-                              client.provider)
-    if config.auto_start_session:
-        client.start_trace(is_init_trace=True)
+    client, _created = lifecycle.start(config, unknown)
     if config.wait_for_auth:
         client.tracker.wait(config.auth_timeout)
         client.tracker.warn_timeout()
@@ -272,6 +252,23 @@ def start_trace(trace_name: str = "session",
     if client is None:
         return None
     return client.start_trace(trace_name, tags)
+
+
+def flush(timeout: float | None = None) -> bool:
+    """Deliver the spans finished so far, now, without shutting down.
+
+    Waits at most ``timeout`` seconds (None: as long as each batch's ``export_timeout``
+    allows). Returns True when every batch exported meanwhile was accepted, False when one
+    failed (its cause is in ``diagnose_session()``), the time ran out, or the SDK was shut
+    down. Before ``init``: True, nothing to deliver."""
+    return lifecycle.flush(timeout)
+
+
+def shutdown(timeout: float | None = None) -> None:
+    """End open session traces and deliver what is queued within ``timeout`` seconds
+    (default ``shutdown_timeout``), as the exit would; spans still unsent then, and spans
+    finished afterwards, are counted as ``shutdown``. Later calls do nothing."""
+    lifecycle.shutdown(timeout)
 
 
 def end_trace(trace_context: TraceContext | None = None,

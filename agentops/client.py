@@ -1,12 +1,10 @@
 """Client: owns the authentication tracker and the delivery pipeline of one configuration,
-its session traces, and its bounded exit."""
+and its session traces. When and in which order it starts, forks and closes is decided by
+``agentops.lifecycle``; the client only offers the steps."""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import os
-import sys
 import threading
 import time
 from typing import Any
@@ -26,10 +24,12 @@ from agentops.export.processor import AccountingSpanProcessor
 from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
+from agentops.export.storage import OfflineStore, default_directory, disabled_status
 from agentops.helpers.dashboard import session_url, url_line
 from agentops.http import close_session
 from agentops.instrumentation import SUPPORTED, scope_owners
 from agentops.llm_spans import LLMSpanExporter, SpanTally
+from agentops.lifecycle import current, replace_current
 from agentops.log import log_stream
 from agentops.tracing import (
     EndState,
@@ -78,6 +78,24 @@ class Client:
         self._close_requested = threading.Event()
         self._close_done = threading.Event()
         self.tracer = self.provider.get_tracer("agentops")
+        self.store = self._open_store(config)
+
+    @staticmethod
+    def _open_store(config: Config) -> OfflineStore | None:
+        """Offline storage needs a key: without one nothing is ever sent, nothing stored."""
+        if not config.offline_storage or not config.api_key:
+            return None
+        return OfflineStore(config.storage_directory or default_directory(),
+                            api_key=config.api_key, endpoint=config.exporter_endpoint,
+                            lease=max(60.0, 2 * config.export_timeout + 10))
+
+    def storage_status(self) -> dict[str, Any]:
+        """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}``."""
+        if self.store is None:
+            directory = (self.config.storage_directory or default_directory()
+                         if self.config.offline_storage else None)
+            return disabled_status(directory)
+        return self.store.status()
 
     def _check_receiver(self) -> None:
         """Runs on the authentication thread once the first token is held."""
@@ -101,8 +119,8 @@ class Client:
         agentops.configure(**kwargs)
 
     def start(self) -> None:
+        """Begin authenticating and take over the process's span routing."""
         self.tracker.start()
-        self._start_closer()
         self.router.target = self.processor
 
     # -- session traces ----------------------------------------------------------------
@@ -152,15 +170,12 @@ class Client:
         held; waiting happens off the caller's thread."""
         with self._lock:
             self._unannounced.append(trace_context)
-        if self.tracker.state != v.PENDING and self.receiver.state not in (v.UNCHECKED,
-                                                                            v.CHECKING):
+        if self.tracker.state != v.PENDING:
             self._log_url(trace_context)
             return
 
         def wait_then_log() -> None:
-            until = time.monotonic() + self.config.auth_timeout
-            if self.tracker.wait(self.config.auth_timeout) == v.AUTHENTICATED:
-                self.receiver.wait(until - time.monotonic())
+            self.tracker.wait(self.config.auth_timeout)
             self.tracker.warn_timeout()
             self._log_url(trace_context)
 
@@ -178,31 +193,27 @@ class Client:
             logger.info(line)
             self._unannounced.remove(trace_context)
 
-    # -- exit --------------------------------------------------------------------------
-
-    def _start_closer(self) -> None:
-        # Started now, not at exit: from Python 3.12 no thread may start during shutdown.
-        threading.Thread(target=self._closer, name="agentops-exit", daemon=True).start()
-
-    def _closer(self) -> None:
-        self._close_requested.wait()
-        try:
-            self.processor.shutdown()
-        finally:
-            self._close_done.set()
+    # -- exit steps (their order is agentops.lifecycle's) ----------------------------------
 
     def shutdown(self, timeout: float | None = None, end_state: str = "Indeterminate") -> None:
         """End open traces and deliver what is queued within ``timeout`` seconds (default
         ``shutdown_timeout``); spans still unsent then are counted as ``shutdown``."""
+        from agentops import lifecycle
+
+        lifecycle.close(self, timeout, end_state, reraise_interrupt=True)
+
+    def mark_closed(self) -> bool:
+        """True for the one caller that closes this client."""
         with self._lock:
             if self.closed:
-                return
+                return False
             self.closed = True
-        budget = self.config.shutdown_timeout if timeout is None else timeout
-        self.end_trace(end_state=end_state)
-        self.budget.begin(budget)
-        self._close_requested.set()
-        self._close_done.wait(max(0.0, budget))
+            return True
+
+    def finish_exit(self, reason: str | None = None) -> None:
+        """The last exit steps: count what was not delivered, stop authenticating, log the
+        URL lines still owed and the exit line. Spans finished later are still counted
+        (as ``shutdown``): the router keeps this client until another replaces it."""
         self.stats.close(v.SHUTDOWN)
         self.tracker.close()
         self.exporter.shutdown()
@@ -210,16 +221,19 @@ class Client:
             close_session(self.api.session)
         for trace_context in list(self._unannounced):
             self._log_url(trace_context)
-        if self.router.target is self.processor:
-            self.router.target = None
-        self._log_exit_summary()
+        self._log_exit_summary(reason)
 
-    def _log_exit_summary(self) -> None:
+    def _log_exit_summary(self, reason: str | None) -> None:
+        """The exit line: what was not delivered; after a signal or an interrupt, also
+        when everything was (the user then wonders whether anything was lost)."""
         snapshot = self.stats.snapshot()
         line = exit_summary(snapshot["spans_made"], snapshot["failures_by_cause"])
         if line:
             level = logging.INFO if self.tracker.state == v.DISABLED else logging.WARNING
-            logger.log(level, line)
+            logger.log(level, f"{reason}: {line}" if reason else line)
+        elif reason:
+            logger.info("%s: all %d spans delivered before exit", reason,
+                        snapshot["spans_exported"])
 
     def after_fork(self) -> None:
         """In a forked child: this client now describes the child's own spans."""
@@ -235,54 +249,6 @@ class Client:
                 session.mount("https://", HTTPAdapter())
                 session.mount("http://", HTTPAdapter())
         self.tracker.after_fork()
-        self._close_requested = threading.Event()
-        self._close_done = threading.Event()
-        if not self.closed:
-            self._start_closer()
 
 
-_current: Client | None = None
-_current_lock = threading.Lock()
-
-
-def current() -> Client | None:
-    return _current
-
-
-def replace_current(client: Client | None) -> Client | None:
-    """Make ``client`` the process's client; return the previous one."""
-    global _current
-    with _current_lock:
-        previous, _current = _current, client
-    return previous
-
-
-def _shutdown_at_exit() -> None:
-    client = _current
-    if client is not None:
-        client.shutdown()
-
-
-def _after_fork_in_child() -> None:
-    global _current_lock
-    _current_lock = threading.Lock()
-    if _current is not None:
-        _current.after_fork()
-        if "multiprocessing" in sys.modules:
-            # A multiprocessing child ends with os._exit, which skips atexit; its exit
-            # finalizers do run. They are registered from an after-fork hook because the
-            # child clears the finalizers it inherited before running those hooks.
-            from multiprocessing import util
-
-            util.register_after_fork(_current, _finalize_child_at_exit)
-
-
-def _finalize_child_at_exit(_client: Client) -> None:
-    from multiprocessing import util
-
-    util.Finalize(None, _shutdown_at_exit, exitpriority=100)
-
-
-atexit.register(_shutdown_at_exit)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+__all__ = ["Client", "current", "replace_current"]

@@ -171,6 +171,17 @@ def _optional_text(name: str, value: Any) -> str | None:
     return None if value is None else _text(name, value) or None
 
 
+def _directory(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigError(f"{name} must be a directory path, got {type(value).__name__}")
+    text = os.fspath(value).strip()
+    if "\0" in text:
+        raise ConfigError(f"{name} must be a directory path, got {text!r}")
+    return os.path.abspath(os.path.expanduser(text)) if text else None
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -221,6 +232,15 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds allowed at exit to end traces and deliver what is left."),
     Setting("export_timeout", "AGENTOPS_EXPORT_TIMEOUT", 10.0, _seconds,
             "Seconds one batch export may take, retries included."),
+    Setting("offline_storage", "AGENTOPS_OFFLINE_STORAGE", True, _flag,
+            "Keep batches that failed for a transient cause on disk; a later run (or "
+            "`agentops flush`) sends them."),
+    Setting("storage_directory", "AGENTOPS_STORAGE_DIRECTORY", None, _directory,
+            "Directory of the offline storage (default: the user cache directory, "
+            "subfolder agentops)."),
+    Setting("handle_sigterm", "AGENTOPS_HANDLE_SIGTERM", True, _flag,
+            "When the program has no SIGTERM handler, deliver within shutdown_timeout on "
+            "SIGTERM, then end as killed by it."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -256,6 +276,9 @@ class Config:
     auth_timeout: float = 5.0
     shutdown_timeout: float = 2.0
     export_timeout: float = 10.0
+    offline_storage: bool = True
+    storage_directory: str | None = None
+    handle_sigterm: bool = True
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Where each value came from: 'argument', 'env:NAME' or 'default'."""
     errors: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -693,6 +693,7 @@ def _diagnose(client: Client | None) -> dict[str, Any]:
         "receiver": dict(facts.receiver),
         "config": config.public(),
         "instrumentation": {name: dict(lib) for name, lib in facts.instrumentation.items()},
+        "storage": client.storage_status(),
         "issues": issues,
         "recommendations": recommendations,
     }

@@ -47,3 +47,7 @@ REJECTING = "rejecting"
 UNREACHABLE = "unreachable"
 FAILING = "failing"
 RECEIVER_STATES = (UNCHECKED, CHECKING, ACCEPTING, REJECTING, UNREACHABLE, FAILING)
+
+# Dropped from offline storage to respect its bounds (counted like losses).
+STORAGE_FULL = "storage_full"
+EXPIRED = "expired"

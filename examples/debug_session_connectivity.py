@@ -46,13 +46,12 @@ import agentops
 from opentelemetry import trace
 
 agentops.init(wait_for_auth=True)
-client = agentops.get_client()
 tracer = trace.get_tracer("connectivity-example")
 for step in ("plan", "search", "answer"):
     with tracer.start_as_current_span("agent." + step):
         pass
 agentops.end_trace()
-client.processor.force_flush(15000)
+agentops.flush(timeout=15)
 print()
 agentops.print_session_status()
 diagnosis = agentops.diagnose_session()

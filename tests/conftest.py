@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass
@@ -59,8 +60,11 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without SDK settings; offline storage in a fresh directory, so that
+    no test replays what another stored (pass AGENTOPS_STORAGE_DIRECTORY to share one)."""
     env = {k: val for k, val in os.environ.items() if not k.startswith(SDK_ENV_PREFIXES)}
     env["PYTHONUNBUFFERED"] = "1"
+    env["AGENTOPS_STORAGE_DIRECTORY"] = tempfile.mkdtemp(prefix="agentops-test-store-")
     env.update(extra)
     return env
 
@@ -74,6 +78,13 @@ def run_python(code: str, *, timeout: float = 60, env: dict[str, str] | None = N
                           capture_output=True, text=True, timeout=timeout,
                           env=env if env is not None else clean_env())
     return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+@pytest.fixture(autouse=True)
+def _offline_storage_in_a_test_directory(tmp_path_factory, monkeypatch):
+    """In-process tests never read or fill the user's own offline storage."""
+    monkeypatch.setenv("AGENTOPS_STORAGE_DIRECTORY",
+                       str(tmp_path_factory.mktemp("agentops-store")))
 
 
 @pytest.fixture(autouse=True)

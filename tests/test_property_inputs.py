@@ -14,6 +14,7 @@ import math
 import os
 import re
 import string
+import tempfile
 import threading
 import time
 import uuid
@@ -91,9 +92,11 @@ USABLE = {
     "log_level": st.sampled_from(["DEBUG", "info", " WARNING ", 10, 50, 0]),
     "auth_timeout": st.floats(0, 30), "shutdown_timeout": st.floats(0, 30),
     "export_timeout": st.floats(0, 30),
+    "storage_directory": st.sampled_from([os.path.join(tempfile.gettempdir(), "agentops-prop"),
+                                          "~/.cache/agentops-prop", " relative/store "]),
 }
 FLAGS = ("auto_start_session", "fail_safe", "log_session_replay_url", "instrument_llm_calls",
-         "wait_for_auth", "capture_content")
+         "wait_for_auth", "capture_content", "offline_storage", "handle_sigterm")
 USABLE.update({name: st.sampled_from([True, False, "true", "0", " Yes ", "off"])
                for name in FLAGS})
 USABLE_ENV = {name: strategy.map(lambda value: ",".join(value) if isinstance(value, list)

@@ -56,7 +56,9 @@ class ExportStats:
     in_flight: list[Batch] = field(default_factory=list)
     closed: bool = False
     """Set once the exit budget ran out: late results of abandoned exports are ignored."""
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    """Re-entrant: the SIGTERM handler closes the stats on the main thread, which the
+    signal may have interrupted inside one of these methods."""
 
     def span_finished(self, capacity: int) -> bool:
         """Count a finished span; False (and counted as lost) when it must not be queued:

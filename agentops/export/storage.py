@@ -1,0 +1,377 @@
+"""Offline storage: encoded OTLP requests that could not be delivered, kept on disk until a
+later process (or ``agentops flush``) sends them.
+
+One SQLite database (standard library ``sqlite3``, WAL journal, busy timeout) in the
+storage directory holds every stored batch: its encoded ``ExportTraceServiceRequest``
+bytes, its span count, when it was stored, a SHA-256 of the payload, and which
+*partition* it belongs to: a fingerprint of the API key (a salted SHA-256, never the key
+or a token) and the exporter endpoint (without credentials). A process only sends the
+batches of its own partition.
+
+Several processes may use the store at once:
+
+- ``claim`` takes the oldest unclaimed batch inside one write transaction and leases it to
+  the caller, so a batch is sent by one process at a time; ``delete`` removes it once the
+  receiver accepted it, ``release`` hands it back after a failure. A process killed while
+  sending leaves its lease to run out, and the batch becomes claimable again.
+- The store is bounded by bytes and by age (50 MB and 48 hours by default). What is removed
+  to respect the bounds goes oldest first and is reported, in spans, under the causes
+  ``storage_full`` and ``expired`` so the caller can count it.
+- A batch whose payload no longer matches its checksum is removed when met (reported as
+  ``corrupt``); a database file SQLite cannot read is moved aside and a new one started.
+  No storage fault raises into the caller: every operation returns a value and logs.
+
+The directory is created 0700 and the database 0600 (SQLite gives its journal files the
+database's mode). Connections are opened per operation, so the store is safe to use
+across ``fork``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from agentops import vocabulary as v
+
+logger = logging.getLogger("agentops")
+
+DATABASE_NAME = "offline-spans.sqlite3"
+DEFAULT_MAX_BYTES = 50 * 1024 * 1024
+DEFAULT_MAX_AGE = 48 * 3600.0
+DEFAULT_LEASE = 60.0
+"""Seconds a claimed batch stays invisible to other processes; longer than one send."""
+BUSY_TIMEOUT = 2.0
+"""Seconds an operation waits for another process's write transaction."""
+STATUS_CACHE = 1.0
+"""Seconds a diagnosis may reuse the last count read from disk (it must stay cheap)."""
+CORRUPT = "corrupt"
+
+_FINGERPRINT_SALT = b"agentops offline storage v1\x00"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    key_fingerprint TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    stored_at REAL NOT NULL,
+    spans INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    lease_until REAL NOT NULL DEFAULT 0,
+    lease_owner TEXT,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_partition ON batches (key_fingerprint, endpoint, id);
+"""
+
+
+def default_directory() -> str:
+    """The user cache directory (``platformdirs``) with an ``agentops`` subfolder."""
+    import platformdirs
+
+    return os.path.join(platformdirs.user_cache_dir(appname="agentops", appauthor=False))
+
+
+def key_fingerprint(api_key: str) -> str:
+    """A salted SHA-256 of the API key, 32 hex characters: enough to match stored batches to
+    the key that made them, useless for recovering the key."""
+    return hashlib.sha256(_FINGERPRINT_SALT + api_key.encode()).hexdigest()[:32]
+
+
+def endpoint_partition(endpoint: str) -> str:
+    """The exporter endpoint without user credentials (they must not reach the disk)."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A claimed batch: send ``payload``, then ``delete`` or ``release`` it."""
+
+    id: int
+    payload: bytes
+    spans: int
+    stored_at: float
+    lease_owner: str
+
+
+@dataclass
+class PutResult:
+    stored: bool
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Spans removed to respect the bounds (or found corrupt), by cause."""
+    error: str | None = None
+    """Why the batch could not be stored, when it was not."""
+
+
+@dataclass
+class ClaimResult:
+    batch: StoredBatch | None
+    dropped: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def _add(counts: dict[str, int], cause: str, spans: int) -> None:
+    if spans > 0:
+        counts[cause] = counts.get(cause, 0) + spans
+
+
+class OfflineStore:
+    """The stored batches of one partition (API key fingerprint + exporter endpoint)."""
+
+    def __init__(self, directory: str | os.PathLike[str], *, api_key: str, endpoint: str,
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_age: float = DEFAULT_MAX_AGE,
+                 lease: float = DEFAULT_LEASE) -> None:
+        self.directory = Path(directory).expanduser()
+        self.path = self.directory / DATABASE_NAME
+        self.fingerprint = key_fingerprint(api_key)
+        self.endpoint = endpoint_partition(endpoint)
+        self.max_bytes = max_bytes
+        self.max_age = max_age
+        self.lease = lease
+        self._status: dict[str, Any] | None = None
+        self._status_at = 0.0
+        self._status_lock = threading.Lock()
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Create the directory (0700) and the database file (0600) if missing."""
+        if not self.directory.is_dir():
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.chmod(self.directory, 0o700)
+        if not self.path.exists():
+            descriptor = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(descriptor)
+
+    def _open(self, timeout: float) -> sqlite3.Connection:
+        """A connection with the schema in place. A file SQLite cannot read is moved aside
+        once and a fresh database started."""
+        for second_try in (False, True):
+            self._prepare()
+            connection = sqlite3.connect(self.path, timeout=max(0.01, timeout),
+                                         isolation_level=None)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(_SCHEMA)
+                return connection
+            except sqlite3.DatabaseError as error:
+                connection.close()
+                if second_try or not _is_corrupt(error):
+                    raise
+                self._move_aside(error)
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def _transaction(self, timeout: float = BUSY_TIMEOUT,
+                     create: bool = True) -> Iterator[sqlite3.Connection | None]:
+        """A write transaction, or None when there is no database and ``create`` is false."""
+        if not create and not self.path.exists():
+            yield None
+            return
+        connection = self._open(timeout)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.DatabaseError as error:
+            if _is_corrupt(error):
+                connection.close()
+                self._move_aside(error)
+            raise
+        finally:
+            connection.close()
+
+    def _move_aside(self, error: BaseException) -> None:
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
+        logger.warning("Offline storage database %s is unreadable (%s); moved it to %s and "
+                       "started a new one", self.path, error, aside)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            source = Path(f"{self.path}{suffix}")
+            with contextlib.suppress(OSError):
+                os.replace(source, Path(f"{aside}{suffix}"))
+
+    # -- operations --------------------------------------------------------------------
+
+    def put(self, payload: bytes, spans: int, *, timeout: float = BUSY_TIMEOUT) -> PutResult:
+        """Store one encoded request of ``spans`` spans. Older batches (of any partition)
+        are removed first to keep within the bounds; a payload larger than the whole
+        store is refused (``storage_full``)."""
+        size = len(payload)
+        if size > self.max_bytes:
+            return PutResult(False, {v.STORAGE_FULL: spans},
+                             f"a batch of {size} bytes exceeds the store's {self.max_bytes} bytes")
+        dropped: dict[str, int] = {}
+        try:
+            with self._transaction(timeout) as db:
+                assert db is not None
+                now = time.time()
+                self._expire(db, now, dropped)
+                used = db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0]
+                while used + size > self.max_bytes:
+                    oldest = db.execute("SELECT id, spans, size FROM batches "
+                                        "ORDER BY id LIMIT 1").fetchone()
+                    if oldest is None:
+                        break
+                    db.execute("DELETE FROM batches WHERE id = ?", (oldest[0],))
+                    _add(dropped, v.STORAGE_FULL, oldest[1])
+                    used -= oldest[2]
+                db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
+                           "size, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (self.fingerprint, self.endpoint, now, spans, size,
+                            hashlib.sha256(payload).hexdigest(), sqlite3.Binary(payload)))
+        except Exception as error:  # a full disk or a locked store must not break the export
+            return PutResult(False, {}, _describe(error))
+        self._changed()
+        return PutResult(True, dropped)
+
+    def claim(self, *, timeout: float = BUSY_TIMEOUT) -> ClaimResult:
+        """Lease the oldest batch of this partition that no live lease holds."""
+        dropped: dict[str, int] = {}
+        try:
+            with self._transaction(timeout, create=False) as db:
+                if db is None:
+                    return ClaimResult(None)
+                now = time.time()
+                self._expire(db, now, dropped)
+                while True:
+                    row = db.execute(
+                        "SELECT id, payload, spans, stored_at, sha256 FROM batches "
+                        "WHERE key_fingerprint = ? AND endpoint = ? AND lease_until < ? "
+                        "ORDER BY id LIMIT 1", (self.fingerprint, self.endpoint, now)).fetchone()
+                    if row is None:
+                        return ClaimResult(None, dropped)
+                    batch_id, payload, spans, stored_at, digest = row
+                    payload = bytes(payload) if payload is not None else b""
+                    if (not isinstance(spans, int) or spans < 0
+                            or hashlib.sha256(payload).hexdigest() != digest):
+                        db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+                        _add(dropped, CORRUPT, spans if isinstance(spans, int) else 0)
+                        logger.warning("Offline storage: removed a corrupt stored batch "
+                                       "(%s spans)", spans)
+                        continue
+                    owner = uuid.uuid4().hex
+                    db.execute("UPDATE batches SET lease_until = ?, lease_owner = ? WHERE id = ?",
+                               (now + self.lease, owner, batch_id))
+                    return ClaimResult(StoredBatch(batch_id, payload, spans, stored_at, owner),
+                                       dropped)
+        except Exception as error:
+            return ClaimResult(None, dropped, _describe(error))
+        finally:
+            if dropped:
+                self._changed()
+
+    def delete(self, batch: StoredBatch, *, timeout: float = BUSY_TIMEOUT) -> bool:
+        """Remove a batch the receiver accepted; False if the lease was lost meanwhile."""
+        try:
+            with self._transaction(timeout, create=False) as db:
+                if db is None:
+                    return False
+                done = db.execute("DELETE FROM batches WHERE id = ? AND lease_owner = ?",
+                                  (batch.id, batch.lease_owner)).rowcount
+        except Exception as error:
+            logger.warning("Offline storage: could not remove a delivered batch: %s",
+                           _describe(error))
+            return False
+        self._changed()
+        return done == 1
+
+    def release(self, batch: StoredBatch, *, timeout: float = BUSY_TIMEOUT) -> None:
+        """Hand a batch back for a later attempt (its send failed for a transient cause)."""
+        with contextlib.suppress(Exception), self._transaction(timeout, create=False) as db:
+            if db is not None:
+                db.execute("UPDATE batches SET lease_until = 0, lease_owner = NULL "
+                           "WHERE id = ? AND lease_owner = ?", (batch.id, batch.lease_owner))
+
+    def discard(self, batch: StoredBatch, *, timeout: float = BUSY_TIMEOUT) -> None:
+        """Remove a batch the receiver refused for good (it would never be accepted)."""
+        self.delete(batch, timeout=timeout)
+
+    def _expire(self, db: sqlite3.Connection, now: float, dropped: dict[str, int]) -> None:
+        cutoff = now - self.max_age
+        batches, spans = db.execute("SELECT COUNT(*), COALESCE(SUM(spans), 0) FROM batches "
+                                    "WHERE stored_at < ?", (cutoff,)).fetchone()
+        if batches:
+            db.execute("DELETE FROM batches WHERE stored_at < ?", (cutoff,))
+            _add(dropped, v.EXPIRED, spans)
+
+    # -- facts -------------------------------------------------------------------------
+
+    def status(self, *, fresh: bool = False) -> dict[str, Any]:
+        """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}`` for
+        this partition, read from disk at most once per ``STATUS_CACHE`` seconds unless
+        ``fresh``; ``error`` is added when the store could not be read."""
+        with self._status_lock:
+            now = time.monotonic()
+            if not fresh and self._status is not None and now - self._status_at < STATUS_CACHE:
+                return dict(self._status)
+        status: dict[str, Any] = {"enabled": True, "directory": str(self.directory),
+                                  "pending_batches": 0, "pending_spans": 0, "bytes": 0,
+                                  "oldest_at": None}
+        if self.path.exists():
+            try:
+                connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                             timeout=BUSY_TIMEOUT)
+                try:
+                    row = connection.execute(
+                        "SELECT COUNT(*), COALESCE(SUM(spans), 0), COALESCE(SUM(size), 0), "
+                        "MIN(stored_at) FROM batches WHERE key_fingerprint = ? AND endpoint = ?",
+                        (self.fingerprint, self.endpoint)).fetchone()
+                finally:
+                    connection.close()
+                status.update(pending_batches=row[0], pending_spans=row[1], bytes=row[2],
+                              oldest_at=_iso(row[3]))
+            except sqlite3.OperationalError as error:
+                if "no such table" not in str(error):
+                    status["error"] = _describe(error)
+            except Exception as error:
+                status["error"] = _describe(error)
+        with self._status_lock:
+            self._status, self._status_at = status, time.monotonic()
+        return dict(status)
+
+    def _changed(self) -> None:
+        with self._status_lock:
+            self._status = None
+
+
+def disabled_status(directory: str | None = None) -> dict[str, Any]:
+    return {"enabled": False, "directory": directory, "pending_batches": 0, "pending_spans": 0,
+            "bytes": 0, "oldest_at": None}
+
+
+def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
+    text = str(error).lower()
+    return not isinstance(error, sqlite3.OperationalError) or any(
+        marker in text for marker in ("not a database", "malformed", "corrupt"))
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def _iso(timestamp: float | None) -> str | None:
+    from agentops.auth import iso
+
+    return iso(timestamp)
