@@ -74,9 +74,9 @@ class Client:
         self.traces: list[TraceContext] = []
         self._unannounced: list[TraceContext] = []
         self.closed = False
+        self.closing_thread: int | None = None
+        self.exit_done = threading.Event()
         self._lock = threading.Lock()
-        self._close_requested = threading.Event()
-        self._close_done = threading.Event()
         self.tracer = self.provider.get_tracer("agentops")
         self.store = self._open_store(config)
 
@@ -238,6 +238,10 @@ class Client:
     def after_fork(self) -> None:
         """In a forked child: this client now describes the child's own spans."""
         self._lock = threading.Lock()
+        self.exit_done = threading.Event()
+        self.closing_thread = None
+        if self.closed:
+            self.exit_done.set()  # the parent was closing it: nothing left to close here
         self.traces = []
         self._unannounced = []
         self.stats.after_fork()

@@ -100,6 +100,8 @@ class _Process:
         self.worker: _ExitWorker | None = None
         self.sigterm_installed = False
         self.terminating = False
+        self.pending_signal: int | None = None
+        """A SIGTERM that arrived during this thread's own exit: re-sent when it ends."""
 
 
 _process = _Process()
@@ -199,6 +201,7 @@ def _install_sigterm_handler() -> None:
 def _after_fork_in_child() -> None:
     _process.lock = threading.RLock()
     _process.terminating = False
+    _process.pending_signal = None
     if not _process.hooks_installed:
         return
     _process.worker = _ExitWorker()
@@ -259,6 +262,7 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
         return
     budget = client.config.shutdown_timeout if seconds is None else seconds
     client.budget.begin(budget)
+    client.closing_thread = threading.get_ident()
     interrupted: KeyboardInterrupt | None = None
     done: threading.Event | None = None
     try:
@@ -272,7 +276,12 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
     finally:
         if interrupted is None and done is not None and not done.is_set():
             done.wait(GRACE)
+        if _process.pending_signal is not None:
+            reason = signal.Signals(_process.pending_signal).name
         client.finish_exit("interrupted" if interrupted is not None else reason)
+        client.exit_done.set()
+    if _process.pending_signal is not None:
+        _die(_process.pending_signal)
     if interrupted is not None and reraise_interrupt:
         raise interrupted
 
@@ -298,17 +307,24 @@ def _at_exit() -> None:
 # -- 5. SIGTERM ----------------------------------------------------------------------------
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    if _process.terminating:
+    if _process.terminating:  # a second SIGTERM: end now
         _die(signum)
     _process.terminating = True
     try:
         client = _process.client
-        if client is not None:
-            close(client, reason="SIGTERM")
+        if client is None:
+            return
+        if client.closed and client.closing_thread == threading.get_ident():
+            # The signal interrupted this thread's own exit (atexit, a multiprocessing
+            # finalizer): let it finish within its budget; it ends the process after.
+            _process.pending_signal = signum
+            return
+        close(client, reason="SIGTERM")
+        left = client.budget.remaining()  # another thread's exit may still be running
+        client.exit_done.wait(max(0.0, left if left is not None else 0.0) + GRACE)
     except BaseException:  # noqa: BLE001  nothing may keep the process from ending
         pass
-    finally:
-        _die(signum)
+    _die(signum)
 
 
 def _die(signum: int) -> None:

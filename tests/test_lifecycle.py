@@ -1,0 +1,387 @@
+"""The edges of a process's life (agentops.lifecycle), each in a real program: SIGTERM,
+forks and Pool workers, Ctrl-C during the exit wait, spans after shutdown, re-init while
+threads make spans, init from several threads, flush and shutdown.
+
+Time bounds are the documented budget (``shutdown_timeout``) plus the 0.5 s the issue
+allows; programs are bounded in spans and time and stop by themselves."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from tests.conftest import clean_env, run_python
+from tests.test_sdk_e2e import env_for, free_port
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
+
+SHUTDOWN_TIMEOUT = 2.0
+MARGIN = 0.5
+"""The issue's bound: every exit within shutdown_timeout + 0.5 s."""
+
+
+class Program:
+    """A program started in the background, which prints READY when it is where the test
+    wants to act on it."""
+
+    def __init__(self, code: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+
+    def wait_for(self, marker: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(marker):
+                return line
+        self.proc.kill()
+        raise AssertionError(f"{marker} never printed: {self.proc.stderr.read()}")
+
+    def signal_and_wait(self, signum: int, timeout: float = 30) -> tuple[float, str, str]:
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        out, err = self.proc.communicate(timeout=timeout)
+        return time.monotonic() - sent, out, err
+
+
+def test_sigterm_half_a_second_after_20_spans_delivers_them_and_ends_as_killed(local_backend):
+    program = Program("""
+        import time, agentops
+        from opentelemetry import trace
+        agentops.init(max_wait_time=60_000)   # nothing is exported before the signal
+        tracer = trace.get_tracer("app")
+        for i in range(20):
+            tracer.start_span(f"work-{i}").end()
+        print("READY", flush=True)
+        time.sleep(60)
+    """, env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)))
+    program.wait_for("READY")
+    time.sleep(0.5)
+    assert local_backend.span_names == []
+    seconds, _, stderr = program.signal_and_wait(signal.SIGTERM)
+    assert program.proc.returncode == -signal.SIGTERM, stderr  # as without the SDK
+    assert seconds <= SHUTDOWN_TIMEOUT + MARGIN
+    names = sorted(local_backend.span_names)
+    assert names == sorted([f"work-{i}" for i in range(20)] + ["session"])
+    assert "SIGTERM: all 21 spans delivered before exit" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_sigterm_with_the_receiver_hanging_ends_within_the_budget_and_says_what_was_lost(
+        local_backend):
+    local_backend.otlp_hang = True
+    program = Program("""
+        import time, agentops
+        from opentelemetry import trace
+        agentops.init(max_wait_time=60_000, wait_for_auth=True)
+        for i in range(20):
+            trace.get_tracer("app").start_span(f"work-{i}").end()
+        print("READY", flush=True)
+        time.sleep(60)
+    """, env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)))
+    program.wait_for("READY")
+    seconds, _, stderr = program.signal_and_wait(signal.SIGTERM)
+    assert program.proc.returncode == -signal.SIGTERM
+    assert seconds <= SHUTDOWN_TIMEOUT + MARGIN, seconds
+    assert "SIGTERM: Session data not sent to backend: 21 of 21 spans not delivered" in stderr
+
+
+def test_a_program_with_its_own_sigterm_handler_is_left_alone(local_backend):
+    run = run_python("""
+        import os, signal, agentops
+        seen = []
+        signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+        agentops.init()
+        os.kill(os.getpid(), signal.SIGTERM)
+        print("HANDLER", seen == [signal.SIGTERM], signal.getsignal(signal.SIGTERM).__name__)
+    """, env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    assert "HANDLER True <lambda>" in run.stdout
+
+
+def test_handle_sigterm_false_keeps_the_default_disposition(local_backend):
+    program = Program("""
+        import signal, time, agentops
+        agentops.init(handle_sigterm=False, max_wait_time=60_000)
+        print("READY", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+        time.sleep(60)
+    """, env_for(local_backend))
+    assert program.wait_for("READY") == "READY True\n"
+    seconds, _, stderr = program.signal_and_wait(signal.SIGTERM)
+    assert program.proc.returncode == -signal.SIGTERM
+    assert "SIGTERM" not in stderr  # no exit path ran
+
+
+def test_fork_pool_workers_terminated_by_their_pool_deliver_their_spans(local_backend):
+    run = run_python("""
+        import multiprocessing as mp, agentops
+        from opentelemetry import trace
+
+        def task(n):
+            trace.get_tracer("worker").start_span(f"task-{n}").end()
+            return n
+
+        agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+        with mp.get_context("fork").Pool(2) as pool:   # __exit__ terminates: SIGTERM
+            print("RESULTS", sum(pool.map(task, range(10))))
+    """, env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)),
+        timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert "RESULTS 45" in run.stdout
+    assert local_backend.wait_for_spans(10, timeout=5)
+    assert sorted(local_backend.span_names) == sorted(f"task-{n}" for n in range(10))
+
+
+ROUNDS = 12
+
+
+def test_fork_right_after_init_leaves_children_that_authenticate_and_deliver(local_backend):
+    # Each round is a fresh process that has not imported the SDK (forked from a parent
+    # that never did), calls init and forks a Pool at once, while the auth thread runs.
+    run = run_python(f"""
+        import json, os, sys
+        delivered = []
+        for round_ in range({ROUNDS}):
+            pid = os.fork()
+            if pid == 0:
+                import multiprocessing as mp, agentops
+                from opentelemetry import trace
+                def task(n):
+                    trace.get_tracer("w").start_span(f"r{{round_}}-{{n}}").end()
+                    return n
+                agentops.init(auto_start_session=False, max_wait_time=60_000)
+                pool = mp.get_context("fork").Pool(2)
+                pool.map(task, range(4))
+                pool.close(); pool.join()
+                os._exit(0)
+            _, status = os.waitpid(pid, 0)
+            delivered.append(os.waitstatus_to_exitcode(status))
+        print("ROUNDS", json.dumps(delivered))
+    """, env=env_for(local_backend, AGENTOPS_AUTH_TIMEOUT="5"), timeout=170)
+    assert run.returncode == 0, run.stderr
+    assert f"ROUNDS {json.dumps([0] * ROUNDS)}" in run.stdout
+    local_backend.wait_for_spans(4 * ROUNDS, timeout=5)
+    names = sorted(local_backend.span_names)
+    assert names == sorted(f"r{r}-{n}" for r in range(ROUNDS) for n in range(4)), \
+        f"missing: {set(f'r{r}-{n}' for r in range(ROUNDS) for n in range(4)) - set(names)}"
+
+
+def test_background_threads_import_nothing_after_init(local_backend):
+    run = run_python("""
+        import sys, agentops
+        from opentelemetry import trace
+        agentops.init(auto_start_session=False, max_wait_time=10)
+        before = set(sys.modules)
+        agentops.get_client().tracker.wait(10)
+        trace.get_tracer("t").start_span("one").end()
+        ok = agentops.flush(timeout=10)
+        late = sorted(set(sys.modules) - before)
+        print("LATE", ok, late)
+    """, env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
+    assert "LATE True []" in run.stdout, run.stdout
+
+
+def test_ctrl_c_during_the_exit_wait_counts_every_span_and_prints_the_exit_line(local_backend):
+    local_backend.otlp_hang = True
+    program = Program("""
+        import time, agentops
+        from opentelemetry import trace
+        agentops.init(max_wait_time=60_000, wait_for_auth=True)
+        for i in range(20):
+            trace.get_tracer("app").start_span(f"work-{i}").end()
+        print("READY", flush=True)   # the program ends; the exit waits on the receiver
+    """, env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="10"))
+    program.wait_for("READY")
+    time.sleep(0.5)
+    seconds, _, stderr = program.signal_and_wait(signal.SIGINT)
+    assert seconds <= MARGIN + 0.5, seconds  # the interrupt ends the wait at once
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted: Session data not sent to backend: 21 of 21 spans not delivered " \
+           "(shutdown: 21)" in stderr
+
+
+def test_spans_after_shutdown_and_during_the_exit_hook_are_counted_as_shutdown(local_backend):
+    run = run_python("""
+        import atexit, json, threading, agentops
+        from opentelemetry import trace
+        tracer = trace.get_tracer("late")
+        made = [0]
+        stop = threading.Event()
+        def report():   # registered before init's hook, so it runs after it
+            stop.set(); maker.join(10)
+            stats = agentops.diagnose_session()["export_stats"]
+            print(json.dumps({"made": made[0], "stats": stats}), flush=True)
+        atexit.register(report)
+        agentops.init(auto_start_session=False, max_wait_time=50)
+        def make():
+            while not stop.is_set():
+                tracer.start_span("t").end(); made[0] += 1
+        maker = threading.Thread(target=make, daemon=True); maker.start()
+        for _ in range(200):
+            tracer.start_span("m").end(); made[0] += 1
+        agentops.shutdown()
+        for _ in range(50):
+            tracer.start_span("after").end(); made[0] += 1
+    """, env=env_for(local_backend), timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = run.last_json()
+    stats = result["stats"]
+    # made[0] is incremented after each span ends: the thread may end one more span
+    # than it counted when stopped in between.
+    assert stats["spans_made"] in (result["made"], result["made"] + 1), result
+    assert stats["spans_made"] == stats["spans_exported"] + stats["spans_failed"]
+    assert stats["failures_by_cause"].get("shutdown", 0) >= 50
+
+
+def test_reinit_with_other_settings_while_a_thread_makes_spans_counts_every_span(local_backend):
+    other = "11111111-2222-4333-8444-555555555555"
+    local_backend.accepted_keys = {local_backend.api_key, other}
+    run = run_python(f"""
+        import json, threading, time, agentops
+        from opentelemetry import trace
+        tracer = trace.get_tracer("busy")
+        settings = dict(auto_start_session=False, max_wait_time=20, max_queue_size=100_000)
+        clients = [agentops.init(**settings)]
+        made = [0]
+        stop = threading.Event()
+        def make():
+            while not stop.is_set():
+                tracer.start_span("s").end(); made[0] += 1
+                if made[0] % 50 == 0:
+                    time.sleep(0.001)   # leave the exporters some of the two cores
+        maker = threading.Thread(target=make); maker.start()
+        keys = ["{other}", "{local_backend.api_key}"] * 3
+        for key in keys:
+            time.sleep(0.05)
+            clients.append(agentops.init(api_key=key, **settings))
+        stop.set(); maker.join(10)
+        agentops.flush(timeout=10)
+        snapshots = [c.stats.snapshot() for c in clients]
+        print(json.dumps({{"made": made[0],
+                          "counted": sum(s["spans_made"] for s in snapshots),
+                          "exported": sum(s["spans_exported"] for s in snapshots),
+                          "lost": [s["failures_by_cause"] for s in snapshots],
+                          "distinct": len(set(map(id, clients)))}}))
+    """, env=env_for(local_backend), timeout=90)
+    assert run.returncode == 0, run.stderr
+    result = run.last_json()
+    assert result["distinct"] == 7
+    assert result["made"] > 0 and result["counted"] == result["made"], result
+    # The receiver is healthy: the handover loses nothing, every span is delivered.
+    assert result["exported"] == result["made"] and not any(result["lost"]), result
+
+
+def test_init_from_two_threads_at_once_makes_one_client_one_exchange_one_url_line(
+        local_backend):
+    for _ in range(3):
+        local_backend.reset()
+        run = run_python("""
+            import threading, agentops
+            barrier = threading.Barrier(2)
+            clients = []
+            def start():
+                barrier.wait()
+                clients.append(agentops.init(wait_for_auth=True))
+            threads = [threading.Thread(target=start) for _ in range(2)]
+            for t in threads: t.start()
+            for t in threads: t.join(30)
+            print("SAME", len(clients) == 2 and clients[0] is clients[1])
+        """, env=env_for(local_backend))
+        assert run.returncode == 0, run.stderr
+        assert "SAME True" in run.stdout
+        assert len(local_backend.auth_requests) == 1
+        url_lines = [line for line in run.stderr.splitlines() if "Session Replay" in line]
+        assert len(url_lines) == 1, run.stderr
+        assert len(run.stderr.splitlines()) == len(set(run.stderr.splitlines())), run.stderr
+
+
+def test_flush_returns_true_when_delivered_and_false_when_a_batch_failed(local_backend):
+    program = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent("""
+            import agentops
+            from opentelemetry import trace
+            print("BEFORE_INIT", agentops.flush())
+            agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+            trace.get_tracer("t").start_span("kept").end()
+            print("HEALTHY", agentops.flush(timeout=10), flush=True)
+            input()
+            trace.get_tracer("t").start_span("refused").end()
+            print("FAILING", agentops.flush(timeout=10))
+            agentops.shutdown()
+            print("AFTER_SHUTDOWN", agentops.flush())
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env_for(local_backend))
+    assert program.stdout.readline() == "BEFORE_INIT True\n"
+    assert program.stdout.readline() == "HEALTHY True\n"
+    local_backend.otlp_status = 400
+    out, err = program.communicate("go\n", timeout=60)
+    assert program.returncode == 0, err
+    assert "FAILING False" in out and "AFTER_SHUTDOWN False" in out
+
+
+def test_flush_with_a_receiver_that_never_answers_returns_false_within_its_timeout(
+        local_backend):
+    local_backend.otlp_hang = True
+    run = run_python("""
+        import time, agentops
+        from opentelemetry import trace
+        agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+        trace.get_tracer("t").start_span("stuck").end()
+        started = time.monotonic()
+        result = agentops.flush(timeout=1.0)
+        print("FLUSH", result, round(time.monotonic() - started, 2))
+        agentops.shutdown(timeout=0.5)
+    """, env=env_for(local_backend), timeout=60)
+    assert run.returncode == 0, run.stderr
+    _, result, seconds = next(line for line in run.stdout.splitlines()
+                              if line.startswith("FLUSH")).split()
+    assert result == "False" and float(seconds) <= 1.0 + MARGIN
+
+
+def test_shutdown_with_a_timeout_bounds_the_wait_and_counts_the_rest(local_backend):
+    local_backend.otlp_hang = True
+    run = run_python("""
+        import json, time, agentops
+        from opentelemetry import trace
+        agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+        for i in range(5):
+            trace.get_tracer("t").start_span("stuck").end()
+        started = time.monotonic()
+        agentops.shutdown(timeout=0.5)
+        took = time.monotonic() - started
+        agentops.shutdown()   # a second call does nothing
+        print(json.dumps({"took": took,
+                          "lost": agentops.diagnose_session()["export_stats"]["failures_by_cause"]}))
+    """, env=env_for(local_backend), timeout=60)
+    assert run.returncode == 0, run.stderr
+    result = run.last_json()
+    assert result["took"] <= 0.5 + MARGIN
+    assert result["lost"] == {"shutdown": 5}
+
+
+def test_exit_with_the_receiver_refusing_connections_stays_within_the_budget():
+    port = free_port()
+    run = run_python("""
+        import agentops
+        from opentelemetry import trace
+        agentops.init(max_wait_time=60_000)
+        for i in range(20):
+            trace.get_tracer("t").start_span("s").end()
+        print("END", flush=True)
+    """, env=clean_env(AGENTOPS_API_KEY="11111111-2222-4333-8444-555555555555",
+                       AGENTOPS_API_ENDPOINT=f"http://127.0.0.1:{port}",
+                       AGENTOPS_EXPORTER_ENDPOINT=f"http://127.0.0.1:{port}/v1/traces",
+                       AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)), timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.seconds <= SHUTDOWN_TIMEOUT + MARGIN + 1.5  # + interpreter start and imports
+    assert "21 of 21 spans not delivered" in run.stderr
