@@ -76,7 +76,9 @@ class Client:
         self.closed = False
         self.closing_thread: int | None = None
         self.exit_done = threading.Event()
-        self._lock = threading.Lock()
+        # Re-entrant: the SIGTERM handler closes the client on the main thread, which the
+        # signal may have interrupted while it held this lock.
+        self._lock = threading.RLock()
         self.tracer = self.provider.get_tracer("agentops")
         self.store = self._open_store(config)
 
@@ -170,12 +172,15 @@ class Client:
         held; waiting happens off the caller's thread."""
         with self._lock:
             self._unannounced.append(trace_context)
-        if self.tracker.state != v.PENDING:
+        if self.tracker.state != v.PENDING and self.receiver.state not in (v.UNCHECKED,
+                                                                            v.CHECKING):
             self._log_url(trace_context)
             return
 
         def wait_then_log() -> None:
-            self.tracker.wait(self.config.auth_timeout)
+            until = time.monotonic() + self.config.auth_timeout
+            if self.tracker.wait(self.config.auth_timeout) == v.AUTHENTICATED:
+                self.receiver.wait(until - time.monotonic())
             self.tracker.warn_timeout()
             self._log_url(trace_context)
 
@@ -237,7 +242,7 @@ class Client:
 
     def after_fork(self) -> None:
         """In a forked child: this client now describes the child's own spans."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.exit_done = threading.Event()
         self.closing_thread = None
         if self.closed:

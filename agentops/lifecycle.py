@@ -24,8 +24,8 @@ exit. Everything that happens at the edges of a process happens here, in this or
      b. open session traces end (their root spans join the queue);
      c. the exit worker drains the batch processor while the caller waits, at most until
         the budget's end;
-     d. after a short grace for the batch in hand to be counted, the statistics close:
-        every span not delivered is counted ``shutdown``, and so is every span finished
+     d. the statistics close: a batch still in flight is counted under the last cause it
+        met, every other span not delivered as ``shutdown``, and so is every span finished
         afterwards (the span router keeps pointing at the closed client until a new one
         replaces it);
      e. authentication stops, connections close, URL lines still owed are logged, then
@@ -38,7 +38,7 @@ exit. Everything that happens at the edges of a process happens here, in this or
    again, so the process ends as killed by SIGTERM, as it would without the SDK. A second
    SIGTERM during the wait ends the process at once.
 
-The whole exit takes at most the budget plus ``GRACE`` seconds.
+The exit waits at most the budget (``shutdown_timeout``, or the ``timeout`` given).
 """
 
 from __future__ import annotations
@@ -59,10 +59,6 @@ if TYPE_CHECKING:
     from agentops.config import Config
 
 logger = logging.getLogger("agentops")
-
-GRACE = 0.1
-"""Seconds allowed after the budget's end for the batch in hand to be counted."""
-
 
 class _ExitWorker:
     """A thread started before it is needed: from Python 3.12 no thread may start while the
@@ -274,8 +270,6 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
     except KeyboardInterrupt as interrupt:
         interrupted = interrupt
     finally:
-        if interrupted is None and done is not None and not done.is_set():
-            done.wait(GRACE)
         if _process.pending_signal is not None:
             reason = signal.Signals(_process.pending_signal).name
         client.finish_exit("interrupted" if interrupted is not None else reason)
@@ -321,7 +315,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
             return
         close(client, reason="SIGTERM")
         left = client.budget.remaining()  # another thread's exit may still be running
-        client.exit_done.wait(max(0.0, left if left is not None else 0.0) + GRACE)
+        client.exit_done.wait(max(0.0, left if left is not None else 0.0) + 0.1)
     except BaseException:  # noqa: BLE001  nothing may keep the process from ending
         pass
     _die(signum)
