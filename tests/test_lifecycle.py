@@ -71,7 +71,7 @@ def test_sigterm_half_a_second_after_20_spans_delivers_them_and_ends_as_killed(l
     assert program.proc.returncode == -signal.SIGTERM, stderr  # as without the SDK
     assert seconds <= SHUTDOWN_TIMEOUT + MARGIN
     names = sorted(local_backend.span_names)
-    assert names == sorted([f"work-{i}" for i in range(20)] + ["session"])
+    assert names == sorted([f"work-{i}" for i in range(20)] + ["session.session"])
     assert "SIGTERM: all 21 spans delivered before exit" in stderr
     assert "Traceback" not in stderr
 
@@ -252,7 +252,8 @@ def test_reinit_with_other_settings_while_a_thread_makes_spans_counts_every_span
         from opentelemetry import trace
         tracer = trace.get_tracer("busy")
         settings = dict(auto_start_session=False, max_wait_time=20, max_queue_size=100_000)
-        clients = [agentops.init(**settings)]
+        agentops.init(**settings)
+        clients = [agentops.get_client()]
         made = [0]
         stop = threading.Event()
         def make():
@@ -264,7 +265,8 @@ def test_reinit_with_other_settings_while_a_thread_makes_spans_counts_every_span
         keys = ["{other}", "{local_backend.api_key}"] * 3
         for key in keys:
             time.sleep(0.05)
-            clients.append(agentops.init(api_key=key, **settings))
+            agentops.init(api_key=key, **settings)
+            clients.append(agentops.get_client())
         stop.set(); maker.join(10)
         agentops.flush(timeout=10)
         snapshots = [c.stats.snapshot() for c in clients]
@@ -292,7 +294,8 @@ def test_init_from_two_threads_at_once_makes_one_client_one_exchange_one_url_lin
             clients = []
             def start():
                 barrier.wait()
-                clients.append(agentops.init(wait_for_auth=True))
+                agentops.init(wait_for_auth=True)
+                clients.append(agentops.get_client())
             threads = [threading.Thread(target=start) for _ in range(2)]
             for t in threads: t.start()
             for t in threads: t.join(30)
