@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -24,12 +24,11 @@ from agentops.export.processor import AccountingSpanProcessor
 from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
-from agentops.export.storage import OfflineStore, default_directory, disabled_status
 from agentops.helpers.dashboard import session_url, url_line
 from agentops.http import close_session
 from agentops.instrumentation import SUPPORTED, scope_owners
-from agentops.llm_spans import LLMSpanExporter, SpanTally
 from agentops.lifecycle import current, replace_current
+from agentops.llm_spans import LLMSpanExporter, SpanTally
 from agentops.log import log_stream
 from agentops.tracing import (
     EndState,
@@ -39,6 +38,9 @@ from agentops.tracing import (
     samples_every_span,
     session_attributes,
 )
+
+if TYPE_CHECKING:
+    from agentops.export.storage import OfflineStore
 
 logger = logging.getLogger("agentops")
 
@@ -84,7 +86,11 @@ class Client:
 
     @staticmethod
     def _open_store(config: Config) -> OfflineStore | None:
-        """Offline storage needs a key: without one nothing is ever sent, nothing stored."""
+        """Offline storage needs a key: without one nothing is ever sent, nothing stored.
+        Imported here, at init on the caller's thread, not at ``import agentops`` (start-up
+        cost) nor on an export thread (fork safety, see ``lifecycle.preload``)."""
+        from agentops.export.storage import OfflineStore, default_directory
+
         if not config.offline_storage or not config.api_key:
             return None
         return OfflineStore(config.storage_directory or default_directory(),
@@ -93,6 +99,8 @@ class Client:
 
     def storage_status(self) -> dict[str, Any]:
         """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}``."""
+        from agentops.export.storage import default_directory, disabled_status
+
         if self.store is None:
             directory = (self.config.storage_directory or default_directory()
                          if self.config.offline_storage else None)
