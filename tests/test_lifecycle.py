@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.conftest import clean_env, run_python
-from tests.test_sdk_e2e import env_for, free_port
+from tests.conftest import clean_env, free_port, run_python
+from tests.test_sdk_e2e import env_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
 
