@@ -13,6 +13,7 @@ from typing import Any
 import jwt
 import requests
 
+from agentops import transport
 from agentops import vocabulary as v
 from agentops.http import BodyTooLarge, exception_cause, parse_retry_after, read_capped
 from agentops.redaction import redact, redacted_repr, register_api_key, register_token
@@ -95,6 +96,7 @@ class AgentOpsAPI:
     def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
+        transport.mount(self.session)
         self.session.headers["User-Agent"] = USER_AGENT
 
     @property

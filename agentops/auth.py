@@ -180,8 +180,9 @@ class AuthTracker:
                 self._token = None
             if self._token is None:
                 self._set_state(v.FAILED, outcome.reason)
+            kept = self._token is not None
             self._cond.notify_all()
-        self._warn_failure(outcome, transient)
+        self._warn_failure(outcome, transient, kept)
         return transient
 
     def _schedule_refresh(self, expires_at: float | None) -> float | None:
@@ -210,13 +211,23 @@ class AuthTracker:
             self.since = time.time()
         self.state, self.reason = state, reason
 
-    def _warn_failure(self, outcome: TokenOutcome, transient: bool) -> None:
+    def _warn_failure(self, outcome: TokenOutcome, transient: bool, kept: bool) -> None:
+        """Once per reason. Only a failure that leaves no token and will not be retried says
+        that data will not reach the backend."""
         if outcome.reason in self._warned:
             return
         self._warned.add(outcome.reason or "")
         status = f"HTTP {outcome.http_status}" if outcome.http_status else "no HTTP response"
-        logger.warning("%s Reason: %s (%s: %s)%s", AUTH_FAILED_MESSAGE, outcome.reason, status,
-                       outcome.detail, "; retrying in the background" if transient else "")
+        if kept:
+            logger.warning("Token refresh failed (%s, %s: %s); the current token is kept "
+                           "until it expires", outcome.reason, status, outcome.detail)
+        elif transient:
+            logger.warning("%s. Reason: %s (%s: %s); retrying in the background, spans are "
+                           "held up to auth_timeout %gs", AUTH_FAILED, outcome.reason, status,
+                           outcome.detail, self.auth_timeout)
+        else:
+            logger.warning("%s Reason: %s (%s: %s)", AUTH_FAILED_MESSAGE, outcome.reason,
+                           status, outcome.detail)
 
     # -- waiting -----------------------------------------------------------------------
 
@@ -228,6 +239,19 @@ class AuthTracker:
     def _settled(self) -> bool:
         return self._token is not None or self.state == v.DISABLED or (
             self.state == v.FAILED and not self.retrying)
+
+    @property
+    def settled(self) -> bool:
+        """A token is held, or authentication is disabled or failed for good."""
+        with self._cond:
+            return self._settled()
+
+    def wait_settled(self, timeout: float) -> str:
+        """Wait at most ``timeout`` seconds for a settled outcome (transient failures are
+        retried meanwhile); return the state."""
+        with self._cond:
+            self._cond.wait_for(self._settled, max(0.0, timeout))
+            return self.state
 
     def wait(self, timeout: float | None = None) -> str:
         """Wait at most ``timeout`` seconds for the first outcome; return the state."""

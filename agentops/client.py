@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from requests.adapters import HTTPAdapter
 
-from agentops import semconv
+from agentops import semconv, transport
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
@@ -25,7 +24,7 @@ from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url, url_line
-from agentops.http import close_session
+from agentops.http import close_session, endpoint_label
 from agentops.instrumentation import SUPPORTED, scope_owners
 from agentops.lifecycle import current, replace_current
 from agentops.llm_spans import LLMSpanExporter, SpanTally
@@ -56,7 +55,7 @@ class Client:
         self.stats = ExportStats()
         self.loss_log = LossLog()
         self.budget = ExitBudget()
-        self.receiver = ReceiverStatus()
+        self.receiver = ReceiverStatus(endpoint_label(config.exporter_endpoint))
         self.exporter = InstrumentedSpanExporter(
             config.exporter_endpoint, self.tracker, self.stats, self.loss_log,
             timeout=config.export_timeout, budget=self.budget, receiver=self.receiver)
@@ -180,14 +179,14 @@ class Client:
         held; waiting happens off the caller's thread."""
         with self._lock:
             self._unannounced.append(trace_context)
-        if self.tracker.state != v.PENDING and self.receiver.state not in (v.UNCHECKED,
-                                                                            v.CHECKING):
+        if self.tracker.settled and (not self.tracker.has_token or self.receiver.state
+                                     not in (v.UNCHECKED, v.CHECKING)):
             self._log_url(trace_context)
             return
 
         def wait_then_log() -> None:
             until = time.monotonic() + self.config.auth_timeout
-            if self.tracker.wait(self.config.auth_timeout) == v.AUTHENTICATED:
+            if self.tracker.wait_settled(self.config.auth_timeout) == v.AUTHENTICATED:
                 self.receiver.wait(until - time.monotonic())
             self.tracker.warn_timeout()
             self._log_url(trace_context)
@@ -260,11 +259,10 @@ class Client:
         self.stats.after_fork()
         self.loss_log.after_fork()
         self.receiver.after_fork()
-        for session in (self.exporter.loop.session, self.api.session if self.api else None):
-            if session is not None:
-                # Pooled sockets are shared with the parent; new adapters open new ones.
-                session.mount("https://", HTTPAdapter())
-                session.mount("http://", HTTPAdapter())
+        # Pooled sockets are shared with the parent; new adapters open new ones.
+        self.exporter.loop.after_fork()
+        if self.api is not None:
+            transport.mount(self.api.session)
         self.tracker.after_fork()
 
 

@@ -373,3 +373,98 @@ def test_the_exporter_sends_none_of_the_otel_exporter_headers_meant_for_other_ve
     for request in local_backend.otlp_requests + local_backend.receiver_checks:
         assert "x-vendor-key" not in request["header_names"]
         assert "x-other-vendor" not in request["header_names"]
+
+
+# -- answers that try to outlast or outwit the loop ------------------------------------------------
+
+def drip_head(status_line: bytes, dripped_status_line: bytes = b""):
+    """Sends ``status_line`` at once, then ``dripped_status_line`` and the headers a byte
+    every 0.5 s."""
+
+    def fault(server, connection, sock) -> None:
+        hostile._send(connection, sock, status_line)
+        head = dripped_status_line + b"Content-Type: application/x-protobuf\r\nX-Padding: " + \
+            b"p" * 60 + b"\r\nContent-Length: 0\r\n\r\n"
+        for i in range(len(head)):
+            if server.stopping or hostile._peer_closed(sock):
+                connection.closed_by_client = True
+                return
+            hostile._send(connection, sock, head[i:i + 1])
+            time.sleep(0.5)
+
+    return fault
+
+
+@pytest.mark.parametrize("what", ["headers", "status line"])
+def test_a_receiver_dripping_its_status_line_or_headers_is_bounded_by_the_deadline(
+        local_backend, what):
+    status_line = b"HTTP/1.1 200 OK\r\n"
+    fault = drip_head(status_line) if what == "headers" else drip_head(b"", status_line)
+
+    with hostile.HostileServer(fault) as receiver:
+        client = init_against(local_backend, exporter_endpoint=f"{receiver.url}/v1/traces",
+                              export_timeout=3)
+        make_spans(2)
+        seconds = timed_flush(client)
+        assert seconds <= 3 + SLACK
+        stats = client.stats.snapshot()
+        assert stats["failures_by_cause"] == {v.TIMEOUT: 2}
+
+
+def interim_then_ok(server, connection, sock) -> None:
+    hostile._send(connection, sock, b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>\r\n\r\n")
+    time.sleep(0.1)
+    hostile._send(connection, sock, b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf"
+                  b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def test_an_interim_103_before_the_answer_is_skipped_and_the_spans_count_as_delivered(
+        local_backend):
+    with hostile.HostileServer(interim_then_ok) as receiver:
+        client = init_against(local_backend, exporter_endpoint=f"{receiver.url}/v1/traces")
+        make_spans(3)
+        timed_flush(client)
+        stats = client.stats.snapshot()
+        assert stats["failures_by_cause"] == {} and stats["spans_exported"] == 3
+
+
+@pytest.mark.parametrize("retry_after", ["0", "-5", "Wed, 21 Oct 2015 07:28:00 GMT"])
+def test_a_retry_after_of_zero_or_in_the_past_never_makes_a_tight_retry_loop(local_backend,
+                                                                              retry_after):
+    def rate_limited(server, connection, sock) -> None:
+        hostile._send(connection, sock, b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: "
+                      + retry_after.encode() + b"\r\nContent-Length: 0\r\n"
+                      b"Connection: close\r\n\r\n")
+
+    with hostile.HostileServer(rate_limited) as receiver:
+        client = init_against(local_backend, exporter_endpoint=f"{receiver.url}/v1/traces",
+                              export_timeout=3)
+        before = len(receiver.connections)
+        make_spans(1)
+        timed_flush(client)
+        attempts = len(receiver.connections) - before
+        # Backoff 0.5 s, 1 s, ... shrunk to half the time left, at least 0.1 s: a handful.
+        assert 2 <= attempts <= 12, attempts
+        assert client.stats.snapshot()["failures_by_cause"] == {v.RATE_LIMITED: 1}
+
+
+def test_a_retry_after_that_cannot_fit_says_so(local_backend):
+    local_backend.otlp_status = 429
+    local_backend.otlp_retry_after = 600
+    client = init_against(local_backend, export_timeout=3)
+    make_spans(1)
+    timed_flush(client)
+    assert "Retry-After 600 s does not fit" in client.stats.snapshot()["last_error"]
+
+
+def test_a_token_endpoint_429_once_still_gives_a_green_url_line_and_no_data_loss_warning(
+        local_backend):
+    local_backend.queue_auth_statuses(429)
+    local_backend.auth_retry_after = 1
+    run = run_python("import agentops, time\nagentops.init()\ntime.sleep(2.5)\n",
+                     env=exit_env(local_backend), timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = [line for line in run.stderr.splitlines() if "Session Replay" in line]
+    assert len(lines) == 1 and "(authenticated)" in lines[0], run.stderr
+    assert "will not reach backend" not in run.stderr
+    assert "retrying in the background" in run.stderr

@@ -9,6 +9,7 @@ timeouts and TLS failures, ``failing`` on any other answer.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from agentops import vocabulary as v
 from agentops.auth import iso
 from agentops.export.request import OTLPRequestLoop, Outcome
+
+logger = logging.getLogger("agentops")
 
 _UNREACHABLE_CAUSES = frozenset({v.CONNECTION_ERROR, v.TIMEOUT, v.TLS_ERROR})
 _SETTLED = frozenset({v.ACCEPTING, v.REJECTING, v.UNREACHABLE, v.FAILING})
@@ -32,7 +35,9 @@ def receiver_state(outcome: Outcome) -> str:
 
 
 class ReceiverStatus:
-    def __init__(self) -> None:
+    def __init__(self, where: str = "the configured endpoint") -> None:
+        self.where = where
+        """host:port of the receiver, for messages."""
         self._cond = threading.Condition()
         self.state = v.UNCHECKED
         self.cause: str | None = None
@@ -57,7 +62,11 @@ class ReceiverStatus:
         if outcome.cause == v.SHUTDOWN:
             return
         with self._cond:
+            was = self.state
             self.state = receiver_state(outcome)
+            if was in (v.REJECTING, v.UNREACHABLE, v.FAILING) and outcome.accepted:
+                logger.info("The OTLP receiver at %s accepted a request after it was %s; "
+                            "session data is reaching the backend", self.where, was)
             self.cause = outcome.cause
             self.http_status = outcome.http_status
             self.detail = outcome.detail

@@ -27,9 +27,10 @@ Which answers are retried, and why:
   is logged at DEBUG and the spans stay accepted.
 
 Waits between retries are jittered exponential backoff (0.5 s, 1 s, 2 s, ... at most
-``MAX_BACKOFF``) shrunk to a quarter of the time left, so a short exit budget still gets
-several tries. ``Retry-After`` is honoured when it fits in the time left; otherwise the loop
-stops and keeps the cause.
+``MAX_BACKOFF``) shrunk to half the time left, never below ``MIN_BACKOFF``, so a short exit
+budget still gets several tries and none bunch up at the deadline. ``Retry-After`` lengthens
+the wait when it fits in the time left (a value of 0, negative or in the past changes
+nothing); when it does not fit, the loop stops and keeps the cause.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import urllib3
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
+from agentops import transport
 from agentops import vocabulary as v
 from agentops.api import USER_AGENT, error_text
 from agentops.auth import AuthTracker
@@ -65,6 +67,9 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_BACKOFF = 8.0
 MIN_ATTEMPT_TIME = 0.05
 """Seconds below which a new attempt is not started: it could not finish."""
+MIN_BACKOFF = 0.1
+"""Shortest wait between attempts, so that waits shrunk to the time left never become a
+tight loop near the deadline."""
 RETRIED_STATUSES = frozenset({408, 429, 502, 503, 504})
 RETRIED_CAUSES = frozenset({v.CONNECTION_ERROR, v.TIMEOUT})
 CONTENT_TYPE = "application/x-protobuf"
@@ -199,6 +204,11 @@ class OTLPRequestLoop:
         self._budget = budget
         self._on_response = on_response or (lambda status, seconds: None)
         self.session = requests.Session()
+        transport.mount(self.session)
+
+    def after_fork(self) -> None:
+        """In a forked child: new connections (pooled sockets are shared with the parent)."""
+        transport.mount(self.session)
 
     def close(self) -> None:
         close_session(self.session)
@@ -241,29 +251,36 @@ class OTLPRequestLoop:
                 return outcome
             last = outcome
             failures += 1
-            if not self._wait_before_retry(outcome, failures, deadline):
-                return self._out_of_time(last, attempts, started, until)
+            too_long = self._wait_before_retry(outcome, failures, deadline)
+            if too_long is not None:
+                return self._out_of_time(last, attempts, started, until, too_long)
 
     def _wait_before_retry(self, outcome: Outcome, failures: int,
-                           deadline: Callable[[], float]) -> bool:
-        """Wait before the next attempt; False when it cannot fit before the deadline."""
+                           deadline: Callable[[], float]) -> str | None:
+        """Wait before the next attempt. None when the next attempt can start, else why it
+        cannot: the wait does not fit before the deadline.
+
+        ``Retry-After`` only lengthens the backoff: a value of 0, negative or in the past
+        must not turn retries into a tight loop."""
         left = deadline() - time.monotonic()
+        nominal = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+        delay = max(MIN_BACKOFF, min(nominal, left / 2))
+        if delay + MIN_ATTEMPT_TIME > left:
+            return "no time left for another attempt"
         if outcome.retry_after is not None:
             if outcome.retry_after + MIN_ATTEMPT_TIME > left:
-                return False
-            delay = outcome.retry_after
-        else:
-            nominal = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
-            delay = min(nominal, left / 4)
+                return (f"Retry-After {outcome.retry_after:g} s does not fit in the "
+                        f"{max(0.0, left):.1f} s left")
+            delay = max(delay, outcome.retry_after)
         wait_until = time.monotonic() + delay
         self._budget.sleep(lambda: min(wait_until, deadline()))
-        return deadline() - time.monotonic() >= MIN_ATTEMPT_TIME
+        return None
 
     def _out_of_time(self, last: Outcome | None, attempts: int, started: float,
-                     until: float) -> Outcome:
+                     until: float, why: str | None = None) -> Outcome:
         elapsed = time.monotonic() - started
         exit_budget = self._budget.limit(until) < until
-        spent = "exit budget spent" if exit_budget else "export_timeout spent"
+        spent = why or ("exit budget spent" if exit_budget else "export_timeout spent")
         if last is None:
             return Outcome(v.SHUTDOWN, f"not sent before the deadline ({spent})",
                            attempts=0, elapsed=elapsed, cut_short=True)
