@@ -251,14 +251,14 @@ class OTLPRequestLoop:
                 return outcome
             last = outcome
             failures += 1
-            too_long = self._wait_before_retry(outcome, failures, deadline)
-            if too_long is not None:
-                return self._out_of_time(last, attempts, started, until, too_long)
+            stop = self._wait_before_retry(outcome, failures, deadline)
+            if stop is not None:
+                return self._out_of_time(last, attempts, started, until, stop or None)
 
     def _wait_before_retry(self, outcome: Outcome, failures: int,
                            deadline: Callable[[], float]) -> str | None:
-        """Wait before the next attempt. None when the next attempt can start, else why it
-        cannot: the wait does not fit before the deadline.
+        """Wait before the next attempt. None when the next attempt can start; otherwise why
+        it cannot (empty when simply no time is left).
 
         ``Retry-After`` only lengthens the backoff: a value of 0, negative or in the past
         must not turn retries into a tight loop."""
@@ -266,7 +266,7 @@ class OTLPRequestLoop:
         nominal = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
         delay = max(MIN_BACKOFF, min(nominal, left / 2))
         if delay + MIN_ATTEMPT_TIME > left:
-            return "no time left for another attempt"
+            return ""  # the deadline itself: _out_of_time names which one
         if outcome.retry_after is not None:
             if outcome.retry_after + MIN_ATTEMPT_TIME > left:
                 return (f"Retry-After {outcome.retry_after:g} s does not fit in the "
