@@ -91,7 +91,7 @@ class _DeadlineResponse(http.client.HTTPResponse):
         # answer is read: the time the loop allows this attempt.
         timeout = sock.gettimeout()
         if timeout is not None:
-            self.fp = _DeadlineReader(self.fp, sock, time.monotonic() + timeout)
+            self.fp = _DeadlineReader(self.fp, sock, time.monotonic() + timeout)  # type: ignore[assignment]
 
 
 class _HTTPConnection(HTTPConnection):

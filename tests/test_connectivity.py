@@ -141,6 +141,24 @@ def test_receiver_rejecting_the_token_is_reported_as_auth_rejected(local_backend
     assert results["session_url"] is None
 
 
+@pytest.mark.parametrize("knob, value, reason, advice", [
+    ("otlp_status", 308, "unexpected_status", "set exporter_endpoint to the final URL"),
+    ("otlp_partial_success", (1, "too old"), "rejected_by_receiver", "partial_success"),
+    ("otlp_max_bytes", 10, "too_large", "request size limit"),
+])
+def test_the_receivers_new_answers_get_their_own_advice(local_backend, knob, value, reason,
+                                                       advice):
+    setattr(local_backend, knob, value)
+    local_backend.otlp_location = "https://elsewhere.example/v1/traces"
+
+    results = run_test(local_backend)
+
+    exported = step(results, "span_export")
+    assert (exported["status"], exported["reason"]) == ("failed", reason)
+    assert any(advice in line for line in results["recommendations"]), results["recommendations"]
+    assert not any("internal error" in line for line in results["recommendations"])
+
+
 def test_receiver_that_never_answers_fails_with_timeout_within_the_time_limit(local_backend):
     local_backend.otlp_hang = True
 

@@ -13,7 +13,6 @@ import time
 import uuid
 import zlib
 from pathlib import Path
-from typing import Dict, List, Optional
 
 import jwt
 import pytest
@@ -31,7 +30,7 @@ from agentops.testing import AUTH_TOKEN_PATH, MAX_BODY_BYTES, LocalBackend
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_spans(*names: str) -> List[ReadableSpan]:
+def make_spans(*names: str) -> list[ReadableSpan]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "backend-tests"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -64,10 +63,10 @@ def get_token(backend: LocalBackend) -> str:
 def post_otlp(
     backend: LocalBackend,
     body: bytes,
-    token: Optional[str],
-    extra: Optional[Dict[str, str]] = None,
+    token: str | None,
+    extra: dict[str, str] | None = None,
     timeout: float = 5,
-    session: Optional[requests.Session] = None,
+    session: requests.Session | None = None,
 ) -> requests.Response:
     headers = {"Content-Type": "application/x-protobuf"}
     if token is not None:
@@ -368,7 +367,7 @@ def test_otlp_delay(backend: LocalBackend) -> None:
 
 def test_concurrent_exports_are_all_recorded(backend: LocalBackend) -> None:
     token = get_token(backend)
-    errors: List[BaseException] = []
+    errors: list[BaseException] = []
 
     def worker(i: int) -> None:
         try:
@@ -443,7 +442,7 @@ def test_standalone_module_prints_urls_and_stops_on_sigterm() -> None:
         env=env,
     ) as proc:
         try:
-            lines: List[str] = []
+            lines: list[str] = []
             assert proc.stdout is not None and proc.stderr is not None
             while not any(line.startswith("Press Ctrl+C") for line in lines):
                 line = proc.stdout.readline()

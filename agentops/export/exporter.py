@@ -93,8 +93,9 @@ class InstrumentedSpanExporter(SpanExporter):
                                          f"refused even alone ({outcome.detail})")]
             half = len(spans) // 2
             return self._send(spans[:half], until, batch) + self._send(spans[half:], until, batch)
-        self._stats.batch_progress(batch, outcome.cause, outcome.detail)
-        return [(outcome.cause, len(spans), outcome.detail)]
+        cause = outcome.cause or v.INTERNAL_ERROR  # not accepted: the loop named a cause
+        self._stats.batch_progress(batch, cause, outcome.detail)
+        return [(cause, len(spans), outcome.detail)]
 
     def _accepted(self, spans: list[ReadableSpan], outcome: Outcome) -> list[Result]:
         rejected = min(outcome.rejected_spans, len(spans))

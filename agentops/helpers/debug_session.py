@@ -466,6 +466,13 @@ _EXPORT_ADVICE = {
                  "REQUESTS_CA_BUNDLE at its CA bundle",
     v.NOT_AUTHENTICATED: CHECK_KEY,
     v.INTERNAL_ERROR: "An internal error in the SDK: please report it with this output",
+    v.UNEXPECTED_STATUS: "The receiver redirected or answered with a status that is not an "
+                         "answer to an export; redirects are not followed (the token must "
+                         "not reach another host): set exporter_endpoint to the final URL",
+    v.REJECTED_BY_RECEIVER: "The receiver took the request but rejected the span "
+                            "(partial_success): its message says why",
+    v.TOO_LARGE: "The receiver refuses even one small test span as too large: check its "
+                 "request size limit and any proxy in between",
 }
 
 
