@@ -1,6 +1,6 @@
 """The ``agentops`` command. ``agentops doctor`` answers, in one run, whether this setup can
 deliver session data: the connectivity test, the effective configuration with where
-each value came from, versions and proxy settings.
+each value came from, versions, TLS (OpenSSL and the CA bundle in use) and proxy settings.
 
 ``doctor_report()`` collects the facts into a plain dict; ``render_doctor_report()`` and
 ``--json`` only present them. The output is safe to paste into a support ticket: the API
@@ -14,14 +14,17 @@ import importlib.metadata
 import json
 import os
 import platform
+import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+import requests
+
 from agentops import terminal
 from agentops.auth import iso
-from agentops.config import SETTINGS
+from agentops.config import DEFAULT_EXPORTER_ENDPOINT, SETTINGS
 from agentops.diagnostics import CA_VARIABLES, PROXY_VARIABLES
 from agentops.helpers.debug_session import (
     mask_url_credentials,
@@ -51,6 +54,61 @@ def versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = None
     return found
+
+
+def tls_facts(environ: Mapping[str, str], url: str) -> dict[str, Any]:
+    """The TLS library and the CA bundle the SDK's HTTPS requests to ``url`` verify against.
+
+    The bundle is resolved as requests resolves it (it reads the process environment):
+    ``REQUESTS_CA_BUNDLE``, then ``CURL_CA_BUNDLE``, else certifi's bundle.
+    ``SSL_CERT_FILE`` and ``SSL_CERT_DIR`` only change OpenSSL's default paths, which
+    requests does not use; set to another path than the bundle's, they are listed under
+    ``not_used_by_requests``. ``environ`` supplies the variables named as the source.
+    Returns ``{"openssl_version", "ca_bundle": {"path", "source", "kind"}, ...}``, kind
+    ``file``, ``directory`` or ``missing``.
+    """
+    with requests.Session() as session:
+        verify = session.merge_environment_settings(url, {}, None, None, None)["verify"]
+    bundle: dict[str, Any]
+    if verify is False:
+        bundle = {"path": None, "source": "verification turned off", "kind": None}
+    elif verify is True:
+        path = requests.utils.extract_zipped_paths(requests.utils.DEFAULT_CA_BUNDLE_PATH)
+        try:
+            certifi = f"certifi {importlib.metadata.version('certifi')}"
+        except importlib.metadata.PackageNotFoundError:
+            certifi = "requests.certs.where()"
+        bundle = {"path": path, "source": f"{certifi} (requests' default)"}
+    else:
+        source = next((name for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+                       if environ.get(name) == verify), "the environment")
+        bundle = {"path": verify, "source": source}
+    if bundle["path"] is not None:
+        bundle["kind"] = ("directory" if os.path.isdir(bundle["path"])
+                          else "file" if os.path.isfile(bundle["path"]) else "missing")
+    ignored = {name: environ[name] for name in ("SSL_CERT_FILE", "SSL_CERT_DIR")
+               if environ.get(name) and environ[name] != bundle["path"]}
+    return {"openssl_version": ssl.OPENSSL_VERSION, "ca_bundle": bundle,
+            "not_used_by_requests": ignored}
+
+
+def _tls_lines(tls: Mapping[str, Any]) -> list[str]:
+    if not tls:
+        return []
+    bundle = tls.get("ca_bundle") or {}
+    lines = ["", "TLS:", f"  {tls.get('openssl_version')} (Python's ssl module)"]
+    if bundle.get("path") is None:
+        lines.append(f"  CA bundle: none ({bundle.get('source')})")
+    elif bundle.get("kind") == "missing":
+        lines.append(f"  CA bundle: {bundle['path']} (from {bundle.get('source')}): MISSING, "
+                     "every HTTPS request fails until it names an existing file")
+    else:
+        lines.append(f"  CA bundle: {bundle['path']} ({bundle.get('kind')}, from "
+                     f"{bundle.get('source')})")
+    for name, value in (tls.get("not_used_by_requests") or {}).items():
+        lines.append(f"  {name}={value} is set, but requests does not read it: set "
+                     "REQUESTS_CA_BUNDLE to that path to verify against it")
+    return lines
 
 
 def proxy_settings(environ: Mapping[str, str]) -> dict[str, str]:
@@ -90,6 +148,7 @@ def doctor_report(api_key: str | None = None, endpoint: str | None = None,
     environ = os.environ if environ is None else environ
     connectivity = test_session_connectivity(api_key=api_key, timeout=timeout, endpoint=endpoint,
                                              exporter_endpoint=exporter_endpoint)
+    otlp_url = (connectivity.get("endpoints") or {}).get("otlp") or DEFAULT_EXPORTER_ENDPOINT
     return redact_data({
         "passed": bool(connectivity.get("test_passed")),
         "generated_at": iso(time.time()),
@@ -97,6 +156,7 @@ def doctor_report(api_key: str | None = None, endpoint: str | None = None,
         "configuration": configuration(connectivity),
         "proxies": proxy_settings(environ),
         "ca_bundles": {name: environ[name] for name in CA_VARIABLES if environ.get(name)},
+        "tls": tls_facts(environ, otlp_url),
         "opentelemetry_variables": sorted(name for name in environ if name.startswith("OTEL_")),
         "instrumentation": llm_instrumentation(),
         "connectivity": connectivity,
@@ -156,9 +216,7 @@ def render_doctor_report(report: Mapping[str, Any], stream: TextIO) -> None:
     proxies = report.get("proxies") or {}
     lines += ["", "Proxy settings:"]
     lines += [f"  {name}={value}" for name, value in proxies.items()] or ["  none"]
-    bundles = report.get("ca_bundles") or {}
-    if bundles:
-        lines += ["", "Certificate settings:"] + [f"  {name}={value}" for name, value in bundles.items()]
+    lines += _tls_lines(report.get("tls") or {})
     if report.get("opentelemetry_variables"):
         lines += ["", "OpenTelemetry variables set (values not shown): "
                   + ", ".join(report["opentelemetry_variables"])]
@@ -199,14 +257,23 @@ def _parser() -> argparse.ArgumentParser:
     doctor.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
                         help=f"seconds the whole test may take (default {DEFAULT_TIMEOUT:g})")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.set_defaults(command_parser=doctor)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``agentops`` console script; returns the exit status."""
+    """Entry point of the ``agentops`` console script; returns the exit status (1, without
+    a traceback, when the reader of its output goes away, as with ``| head``)."""
+    return terminal.quiet_on_broken_pipe(lambda: _command(argv))
+
+
+def _command(argv: Sequence[str] | None) -> int:
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the command's own parser, so its usage is what is shown
+            getattr(args, "command_parser", parser).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit_request:  # argparse exits 2 on bad usage, 0 for --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
     if args.command != "doctor":

@@ -6,6 +6,8 @@ from __future__ import annotations
 import codecs
 import io
 import os
+import sys
+from collections.abc import Callable
 from typing import TextIO
 
 GREEN, YELLOW, RED, BLUE = "32", "33", "31", "34"
@@ -55,3 +57,22 @@ def write_text(stream: TextIO, text: str) -> bool:
         return True
     except Exception:
         return False
+
+
+def quiet_on_broken_pipe(run: Callable[[], int]) -> int:
+    """``run()``'s exit status, or 1 without a traceback when whoever read stdout has gone
+    (``... | head``). As Python's documentation advises, stdout then points at devnull, so
+    the flush at interpreter exit cannot fail again; SIGPIPE keeps Python's handling, which
+    the program's own sockets rely on."""
+    try:
+        status = run()
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass
+        return 1

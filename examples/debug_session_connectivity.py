@@ -10,8 +10,8 @@ leaves this machine) and walks through three situations users meet: a healthy se
 an invalid API key and a receiver that is down. Each shows the connectivity test and
 what a real program reports with agentops.print_session_status().
 
-Exit status: 0 passed (the walkthrough: every scenario behaved as expected), 1 failed,
-2 usage error.
+Exit status: 0 passed (the walkthrough: every scenario behaved as expected), 1 failed
+(or the reader of its output went away, as with ``| head``), 2 usage error.
 """
 
 from __future__ import annotations
@@ -201,7 +201,9 @@ def describe_program(summary: dict[str, Any]) -> str:
     return text + (f", lost {lost}" if lost else "")
 
 
-def walkthrough(as_json: bool) -> int:
+def walkthrough(as_json: bool, why: str) -> int:
+    """The scenarios against a LocalBackend started here; ``why`` says why (the intro's
+    first words)."""
     from agentops.testing import LocalBackend
 
     out = sys.stdout
@@ -216,8 +218,10 @@ def walkthrough(as_json: bool) -> int:
         cases = scenarios(backend)
         if not as_json:
             print("AgentOps connectivity walkthrough")
-            print(f"No API key given: using the bundled LocalBackend at {backend.api_url}")
+            print(f"{why}: using the bundled LocalBackend at {backend.api_url}")
             print("(token API and OTLP receiver on 127.0.0.1; nothing leaves this machine).")
+            print(f"Session links below point at this local backend ({backend.app_url}), which")
+            print("stops when the walkthrough ends: they do not open afterwards.")
             print("Each scenario runs the connectivity test (what `agentops doctor` runs), then")
             print("a real program: agentops.init(), three spans, agentops.print_session_status().")
         for number, case in enumerate(cases, 1):
@@ -254,6 +258,8 @@ def walkthrough(as_json: bool) -> int:
         verdict = "as expected" if ok else "NOT as expected"
         print(f"  {mark} {record['title']}: {verdict}: {describe_test(record['connectivity'])}; "
               f"{describe_program(record['program'])}")
+    print(f"\nThe local backend at {backend.api_url} has stopped, and the session links above "
+          "with it.")
     print("\nTo check your own setup: python examples/debug_session_connectivity.py YOUR_API_KEY"
           "\n(or `agentops doctor`, which also shows where each setting came from).")
     return 0 if passed else 1
@@ -278,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--local uses the bundled backend; it takes no API key or endpoints")
     if not 0 < args.timeout < float("inf"):
         parser.error("--timeout must be a positive number of seconds")
-    if args.local or not (explicit or os.environ.get("AGENTOPS_API_KEY", "").strip()):
-        return walkthrough(args.json)
+    if args.local:
+        return walkthrough(args.json, "With --local")
+    if not (explicit or os.environ.get("AGENTOPS_API_KEY", "").strip()):
+        return walkthrough(args.json, "No API key given (argument or AGENTOPS_API_KEY)")
     results = test_session_connectivity(args.api_key, timeout=args.timeout,
                                         endpoint=args.endpoint,
                                         exporter_endpoint=args.exporter_endpoint)
@@ -291,4 +299,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(terminal.quiet_on_broken_pipe(main))

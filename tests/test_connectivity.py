@@ -66,6 +66,22 @@ def test_healthy_setup_passes_every_step_and_its_test_span_reaches_the_backend(l
     json.dumps(results)
 
 
+@pytest.mark.parametrize("name, status", [("api_reachable", 404), ("otlp_reachable", 405)])
+def test_a_pass_next_to_an_http_error_status_says_why_it_is_a_pass(local_backend, name,
+                                                                    status):
+    # LocalBackend answers GET like the real endpoints: 404 at the API base URL, 405 at the
+    # OTLP path (it takes POST).
+    results = run_test(local_backend)
+    reachable = step(results, name)
+    assert reachable["status"] == "passed" and reachable["http_status"] == status
+    assert reachable["detail"] == (
+        f"127.0.0.1:{local_backend.port} is reachable; the path answers {status} to GET, as "
+        "expected (the next steps send the real POST requests)")
+    shown = io.StringIO()
+    print_connectivity_test_results(results, file=shown)
+    assert f"the path answers {status} to GET, as expected" in shown.getvalue()
+
+
 def test_invalid_key_fails_at_token_exchange_with_invalid_key_and_skips_what_needs_a_token(
         local_backend):
     results = run_test(local_backend, api_key=str(uuid.uuid4()))

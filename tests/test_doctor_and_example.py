@@ -3,7 +3,10 @@ fresh interpreter against LocalBackend, judged by exit status and output."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import ssl
 import subprocess
 import sys
 import time
@@ -136,8 +139,96 @@ def test_doctor_with_a_receiver_that_never_answers_finishes_within_its_timeout(l
 
 
 @pytest.mark.parametrize("args", [["--bogus"], ["--timeout", "-1"], ["--timeout", "soon"]])
-def test_doctor_usage_errors_exit_2(args):
-    assert doctor(*args).returncode == 2
+def test_doctor_usage_errors_exit_2_with_doctors_usage(args):
+    result = doctor(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: agentops doctor "), result.stderr
+    assert "--exporter-endpoint" in result.stderr and result.stdout == ""
+
+
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def doctor_offline(*args: str, **ca: str) -> Result:
+    """doctor against closed ports (it fails fast), with only the given CA variables."""
+    port = free_port()
+    env = {k: v for k, v in clean_env().items() if k not in CA_VARIABLES}
+    env.update(ca)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentops", "doctor", "--timeout", "5", "--endpoint",
+         f"http://127.0.0.1:{port}", "--exporter-endpoint", f"http://127.0.0.1:{port}/v1/traces",
+         *args], capture_output=True, text=True, encoding="utf-8", timeout=60, env=env)
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_doctor_reports_openssl_and_certifis_bundle_by_default():
+    import certifi
+
+    report = json.loads(doctor_offline("--json").stdout)["tls"]
+    assert report["openssl_version"] == ssl.OPENSSL_VERSION
+    bundle = report["ca_bundle"]
+    assert bundle["path"] == certifi.where() and bundle["kind"] == "file"
+    version = importlib.metadata.version("certifi")
+    assert bundle["source"] == f"certifi {version} (requests' default)"
+    text = doctor_offline().stdout
+    assert f"  {ssl.OPENSSL_VERSION} (Python's ssl module)" in text
+    assert f"  CA bundle: {certifi.where()} (file, from certifi" in text
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_doctor_names_the_variable_that_chose_the_ca_bundle(tmp_path, variable):
+    import certifi
+
+    bundle = tmp_path / "corporate.pem"
+    bundle.write_text(Path(certifi.where()).read_text())
+    ca = {variable: str(bundle)}
+    if variable == "CURL_CA_BUNDLE":  # requests reads REQUESTS_CA_BUNDLE first
+        ca["SSL_CERT_FILE"] = certifi.where()
+    report = json.loads(doctor_offline("--json", **ca).stdout)["tls"]
+    assert report["ca_bundle"] == {"path": str(bundle), "source": variable, "kind": "file"}
+    text = doctor_offline(**ca).stdout
+    assert f"  CA bundle: {bundle} (file, from {variable})" in text
+    if "SSL_CERT_FILE" in ca:
+        assert report["not_used_by_requests"] == {"SSL_CERT_FILE": certifi.where()}
+        assert (f"  SSL_CERT_FILE={certifi.where()} is set, but requests does not read it"
+                in text)
+
+
+def test_doctor_says_when_the_ca_bundle_named_does_not_exist(tmp_path):
+    missing = tmp_path / "gone.pem"
+    result = doctor_offline(REQUESTS_CA_BUNDLE=str(missing))
+    assert f"  CA bundle: {missing} (from REQUESTS_CA_BUNDLE): MISSING" in result.stdout
+    report = json.loads(doctor_offline("--json", REQUESTS_CA_BUNDLE=str(missing)).stdout)
+    assert report["tls"]["ca_bundle"]["kind"] == "missing"
+
+
+def head(args: list[str], lines: int, **env: str) -> tuple[list[str], Result]:
+    """``python ARGS | head -n LINES``: a real pipe whose reader closes it after ``lines``
+    lines; stdout block-buffered, as in a shell pipeline."""
+    environment = clean_env(**env)
+    del environment["PYTHONUNBUFFERED"]
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen([sys.executable, *args], stdout=write_end, stderr=subprocess.PIPE,
+                            env=environment)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = [reader.readline().decode() for _ in range(lines)]
+    _, stderr = proc.communicate(timeout=120)
+    return first, Result(proc.returncode, "", stderr.decode())
+
+
+@pytest.mark.parametrize("command", ["doctor", "example"])
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(command):
+    """The program's next write after the reader has gone fails: it ends with status 1
+    and nothing on stderr (no BrokenPipeError traceback or 'Exception ignored')."""
+    port = free_port()
+    args = (["-m", "agentops", "doctor", "--timeout", "5", "--endpoint",
+             f"http://127.0.0.1:{port}", "--exporter-endpoint",
+             f"http://127.0.0.1:{port}/v1/traces"] if command == "doctor"
+            else [str(EXAMPLE), "--local"])
+    first, result = head(args, 1)
+    assert first[0].startswith("AgentOps")
+    assert result.stderr == "" and result.returncode == 1
 
 
 def test_agentops_without_a_command_prints_usage_and_exits_2():
@@ -148,15 +239,29 @@ def test_agentops_without_a_command_prints_usage_and_exits_2():
 
 
 def test_example_local_walkthrough_shows_all_three_scenarios_as_expected():
-    result = run([str(EXAMPLE), "--local"], timeout=120)
+    # --local with a key in the environment: the walkthrough says why it runs locally.
+    result = run([str(EXAMPLE), "--local"], timeout=120, AGENTOPS_API_KEY=str(uuid.uuid4()))
 
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "No API key given" not in result.stdout
+    assert "With --local: using the bundled LocalBackend at http://127.0.0.1:" in result.stdout
+    assert ("Session links below point at this local backend (http://127.0.0.1:"
+            in result.stdout)
+    assert "stops when the walkthrough ends: they do not open afterwards." in result.stdout
+    assert "has stopped, and the session links above with it." in result.stdout
     for title in ("a healthy session", "an invalid API key", "the OTLP receiver is down"):
         assert title in result.stdout
     assert result.stdout.count("AgentOps Connectivity Test") == 3
     assert result.stdout.count("AgentOps Session Diagnostic Report") == 3
     assert result.stdout.count(": as expected:") == 3
     assert "eyJ" not in result.stdout
+
+
+def test_example_without_a_key_says_why_it_walks_through_a_local_backend():
+    first, result = head([str(EXAMPLE)], 2)
+    assert first[1].startswith("No API key given (argument or AGENTOPS_API_KEY): using the "
+                               "bundled LocalBackend at http://127.0.0.1:")
+    assert result.stderr == ""
 
 
 def test_example_with_a_key_and_endpoints_tests_that_setup(local_backend):

@@ -271,8 +271,20 @@ def _http(url: str, deadline: _Deadline) -> int:
         raise _ProbeFailure(*exception_cause(error, url)) from None
 
 
+def _answer_meaning(status: int) -> str:
+    """Why an HTTP answer to the probe's GET is a pass: the endpoints serve POST, so an
+    error status to a GET is what a working server says."""
+    if status in (404, 405):
+        return (f"is reachable; the path answers {status} to GET, as expected (the next "
+                "steps send the real POST requests)")
+    if status in (401, 403):
+        return f"is reachable; it answers {status} to a GET without a token, as expected"
+    return f"is reachable (HTTP {status})"
+
+
 def _probe(name: str, url: str, deadline: _Deadline) -> dict[str, Any]:
-    """DNS, TCP, TLS (https) and one HTTP request to ``url``; any HTTP answer is a pass.
+    """DNS, TCP, TLS (https) and one HTTP request to ``url``; any HTTP answer is a pass,
+    and the step's detail says what the status means (``http_status`` holds it).
 
     Behind a proxy the SDK never connects to the host itself: DNS and TCP then check the
     proxy, and TLS to the host is left to the HTTP request through the tunnel.
@@ -302,6 +314,7 @@ def _probe(name: str, url: str, deadline: _Deadline) -> dict[str, Any]:
                          "detail": detail})
 
     sock: list[socket.socket] = []
+    answered: list[int] = []
     try:
         infos: list[Any] = []
 
@@ -315,19 +328,25 @@ def _probe(name: str, url: str, deadline: _Deadline) -> dict[str, Any]:
             sock.append(connected)
             return f"connected to {address} port {connect_port}"
 
+        def http() -> str:
+            answered.append(_http(url, deadline))
+            return f"HTTP {answered[0]}"
+
         sub("dns", dns)
         sub("tcp", tcp)
         if parts.scheme == "https" and not proxy:
             sub("tls", lambda: _tls(sock[0], host, verify, deadline))
-        sub("http", lambda: f"HTTP {_http(url, deadline)}")
+        sub("http", http)
     except _ProbeFailure as failure:
         return _step(name, FAILED, _ms(started), failure.detail, reason=failure.reason, **facts)
     finally:
         for open_socket in sock:
             open_socket.close()
     via = f" via proxy {facts['proxy']}" if proxy else ""
+    status = answered[0]
     return _step(name, PASSED, _ms(started),
-                 f"{facts['endpoint']}{via} answered ({substeps[-1]['detail']})", **facts)
+                 f"{facts['endpoint']}{via} {_answer_meaning(status)}",
+                 http_status=status, **facts)
 
 
 # -- authentication --------------------------------------------------------------------
