@@ -22,7 +22,6 @@ import hmac
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -35,7 +34,7 @@ from typing import Any
 import pytest
 
 from tests import hostile_server as hostile
-from tests.conftest import clean_env, run_python
+from tests.conftest import clean_env, free_port, run_python
 
 KEY = "3c9e5b1a-7d4f-4a2e-9b8c-1f6e0d2a4c7b"
 RAW_KEY = "{" + KEY.upper() + "}"
@@ -288,12 +287,6 @@ def cycling(*answers: Callable[[EchoBackend, str | None], Answer]) -> Callable[[
     return answer
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- the program ------------------------------------------------------------------------------
 
 PROGRAM = r"""
@@ -492,7 +485,7 @@ SCENARIOS: dict[str, Scenario] = {
         on_echo(AGENTOPS_API_KEY=UNKNOWN_KEY),
         auth_is("invalid_key")),
     "api_down": Scenario(
-        lambda s: sdk_env(f"http://127.0.0.1:{closed_port()}", s.echo.otlp_url),
+        lambda s: sdk_env(f"http://127.0.0.1:{free_port()}", s.echo.otlp_url),
         auth_is("connection_error"), auth_wait=1.0),
     "key_refused_locally_fail_safe": Scenario(
         on_echo(AGENTOPS_API_KEY=NEAR_KEY, AGENTOPS_FAIL_SAFE="true"),
@@ -536,7 +529,7 @@ SCENARIOS: dict[str, Scenario] = {
         on_echo(), answered("otlp 307", lost_to("unexpected_status")),
         echo={"otlp": receiver_redirect}),
     "receiver_down": Scenario(
-        lambda s: sdk_env(s.echo.url, f"http://127.0.0.1:{closed_port()}/v1/traces"),
+        lambda s: sdk_env(s.echo.url, f"http://127.0.0.1:{free_port()}/v1/traces"),
         lost_to("connection_error")),
     # Credentials in settings and in the environment.
     "endpoints_with_userinfo": Scenario(
@@ -554,7 +547,7 @@ SCENARIOS: dict[str, Scenario] = {
     "proxy_with_credentials": Scenario(
         lambda s: sdk_env(s.echo.url, s.echo.otlp_url, NO_PROXY="", no_proxy="",
                           HTTP_PROXY=f"http://proxyuser:{PROXY_PASSWORD}@127.0.0.1:"
-                                     f"{closed_port()}"),
+                                     f"{free_port()}"),
         auth_is("connection_error"), auth_wait=1.0),
 }
 
