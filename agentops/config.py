@@ -51,8 +51,7 @@ def _api_key(name: str, value: Any) -> str | None:
     key = _text(name, value)
     if not key:
         return None
-    # Registered before anything can echo it, refused or not: a mistyped key is still
-    # someone's key.
+    # Registered before anything can echo it, in the form given as well as the canonical.
     register_api_key(key)
     try:
         # The API expects the canonical form; uuid also accepts braces, urn: and no dashes.

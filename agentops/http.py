@@ -78,7 +78,8 @@ def _innermost(error: BaseException) -> str:
         return "certificate verify failed"
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "connection closed by the server"
-    return text[:160]
+    # Redacted before it is cut: a cut could leave part of a secret no pattern recognises.
+    return str(redact(text))[:160]
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -101,14 +101,19 @@ def register_secret(value: str | None, label: str = SECRET) -> None:
 
 
 def register_api_key(raw: str | None) -> None:
-    """Register an API key as given and, for a UUID, its canonical and dash-less forms."""
+    """Register a usable API key (a UUID) as given, canonical and without dashes.
+
+    A value that is not a UUID is refused before it is sent anywhere, so no server can
+    echo it; its error message shows it masked. It is not registered: any text can be
+    passed as a key by mistake, and redacting, say, every "session" would garble output.
+    """
     if not isinstance(raw, str) or not raw.strip():
         return
-    register_secret(raw, API_KEY)
     try:
         parsed = uuid.UUID(raw.strip())
     except ValueError:
         return
+    register_secret(raw, API_KEY)
     register_secret(str(parsed), API_KEY)
     register_secret(parsed.hex, API_KEY)
 

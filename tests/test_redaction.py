@@ -234,3 +234,16 @@ def test_init_with_credentials_in_an_endpoint_raises_and_under_fail_safe_says_wh
                for issue in diagnosis["issues"])
     for text in (json.dumps(diagnosis), report.getvalue(), caplog.text):
         assert PASSWORD not in text
+
+
+def test_an_exception_message_is_redacted_before_it_is_cut_short():
+    import requests
+
+    from agentops.http import exception_cause
+
+    redaction.register_api_key(KEY)
+    # The key starts at character 150: cut at 160 first, ten of its characters would stay.
+    error = requests.exceptions.RequestException("x" * 150 + KEY + " tail")
+    cause, detail = exception_cause(error, "http://127.0.0.1:1/v1/traces")
+    assert cause == "connection_error"
+    assert detail.endswith("x" * 10 + "<api key> ") and KEY[:4] not in detail
