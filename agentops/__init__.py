@@ -20,7 +20,7 @@ from opentelemetry import trace as _otel_trace
 
 from agentops import lifecycle, semconv
 from agentops.client import Client, current
-from agentops.config import SETTINGS, Config, ConfigError
+from agentops.config import SETTINGS, Config, ConfigError, remember_refused
 from agentops.enums import ERROR, SUCCESS, UNSET, TraceState
 from agentops.tracing import CurrentSession, EndState, TraceContext
 
@@ -103,7 +103,7 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
          shutdown_timeout: float | None = None, export_timeout: float | None = None,
          capture_content: bool | None = None, offline_storage: bool | None = None,
          storage_directory: str | None = None, handle_sigterm: bool | None = None,
-         **kwargs: Any) -> Session | None:
+         instrument_threading: bool | None = None, **kwargs: Any) -> Session | None:
     """Configure the SDK, start authenticating in the background and, unless
     ``auto_start_session`` is false, start a session trace.
 
@@ -134,7 +134,12 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
         arguments["default_tags"] = list(dict.fromkeys([*(default_tags or []), *tags]))
     with _configured_lock:
         arguments = {**_configured, **arguments}
-    config = Config.resolve(**arguments)
+    try:
+        config = Config.resolve(**arguments)
+    except ConfigError as error:
+        remember_refused(error)  # a later diagnosis names the setting and its source
+        raise
+    remember_refused(None)
     try:
         return _init(config, kwargs)
     except Exception:

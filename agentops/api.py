@@ -35,6 +35,8 @@ class TokenOutcome:
     expires_at: float | None = None
     """The token's ``exp`` claim (seconds since the epoch)."""
     payload: dict[str, Any] = field(default_factory=dict, repr=False)
+    token_project_id: str | None = None
+    """The token's ``project_id`` claim, which the receiver goes by."""
     retry_after: float | None = None
     """Seconds the API asked to wait before the next request (429/503 ``Retry-After``)."""
 
@@ -168,10 +170,12 @@ class AgentOpsAPI:
         except Exception:
             return TokenOutcome(v.BAD_RESPONSE, status, "the token in the response is not a JWT")
         expires_at = expiry(claims.get("exp"))
-        project_id = data.get("project_id") or claims.get("project_id")
+        claimed = claims.get("project_id")
+        project_id = data.get("project_id") or claimed
         return TokenOutcome(None, status, "token issued", token=token,
                             project_id=str(project_id) if project_id else None,
-                            expires_at=expires_at)
+                            expires_at=expires_at,
+                            token_project_id=str(claimed) if claimed else None)
 
     def verify_token(self, token: str, timeout: float) -> TokenOutcome:
         """GET /v3/auth/token: does the API accept this token? (``token`` is not returned)."""

@@ -9,6 +9,7 @@ exporters ask at once.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -63,6 +64,8 @@ class AuthSnapshot:
     retrying: bool
     endpoint: str | None
     request_timeout: float = REQUEST_TIMEOUT
+    token_project_id: str | None = None
+    """The token's own ``project_id`` claim (``project_id`` is the response body's)."""
     clock_skew_s: float | None = None
     last_refresh_error: str | None = None
 
@@ -87,6 +90,7 @@ class AuthTracker:
         self._refresh_at: float | None = None
         self._failed_refresh: tuple[str, float] | None = None
         self.project_id: str | None = None
+        self.token_project_id: str | None = None
         self.state = v.DISABLED if not api_key else v.PENDING
         self.reason: str | None = None
         self.http_status: int | None = None
@@ -113,7 +117,10 @@ class AuthTracker:
         if self.state != v.PENDING or self._api is None:
             return
         self._started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="agentops-auth", daemon=True)
+        # In the caller's context, so its warnings appear where init's output does (the
+        # cell that called init, in a Jupyter kernel).
+        self._thread = threading.Thread(target=contextvars.copy_context().run,
+                                        args=(self._run,), name="agentops-auth", daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -163,6 +170,7 @@ class AuthTracker:
                 self._refresh_at = self._schedule_refresh(outcome.expires_at)
                 self.last_refresh_error = None
                 self.project_id = outcome.project_id or self.project_id
+                self.token_project_id = outcome.token_project_id
                 self._set_state(v.AUTHENTICATED, None)
                 self.authenticated_at = time.time()
                 self.retrying = False
@@ -265,15 +273,18 @@ class AuthTracker:
         deadline = self.auth_deadline if deadline is None else deadline
         with self._cond:
             settled = self._cond.wait_for(self._settled, max(0.0, deadline - time.monotonic()))
-        if not settled:
+        if not settled and time.monotonic() >= self.auth_deadline:
+            # A wait cut short by the exit is not a timeout: the URL line and the exit
+            # line say how long authentication had been pending.
             self.warn_timeout()
         return self.current_token()
 
     def warn_timeout(self) -> None:
         if "auth_timeout" not in self._warned and self.state == v.PENDING:
             self._warned.add("auth_timeout")
+            waited = time.monotonic() - self._started_at
             logger.warning("Authentication timeout after %ss. Session data may not reach backend",
-                           f"{self.auth_timeout:g}")
+                           f"{waited:.1f}")
 
     # -- the token ---------------------------------------------------------------------
 
@@ -323,4 +334,5 @@ class AuthTracker:
                 endpoint=self._api.token_url if self._api else None,
                 request_timeout=self.request_timeout,
                 clock_skew_s=None if self.clock_skew is None else round(self.clock_skew, 1),
-                last_refresh_error=self.last_refresh_error)
+                last_refresh_error=self.last_refresh_error,
+                token_project_id=self.token_project_id)

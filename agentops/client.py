@@ -4,15 +4,17 @@ and its session traces. When and in which order it starts, forks and closes is d
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from agentops import semconv, transport
+from agentops import log, sampling, semconv, transport
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
@@ -23,12 +25,11 @@ from agentops.export.processor import AccountingSpanProcessor
 from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
-from agentops.helpers.dashboard import session_url, url_line
+from agentops.helpers.dashboard import EMOJI, session_url, url_line
 from agentops.http import close_session, endpoint_label
 from agentops.instrumentation import SUPPORTED, scope_owners
 from agentops.lifecycle import current, replace_current
 from agentops.llm_spans import LLMSpanExporter, SpanTally
-from agentops.log import log_stream
 from agentops.tracing import (
     EndState,
     TraceContext,
@@ -71,7 +72,8 @@ class Client:
             max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, config.max_queue_size))
         self.router, self.provider = install_router()
         self.processor = AccountingSpanProcessor(batch, self.stats, config.max_queue_size,
-                                                 check_sampled=not samples_every_span())
+                                                 check_sampled=not samples_every_span(),
+                                                 loss_log=self.loss_log)
         self.traces: list[TraceContext] = []
         self._unannounced: list[TraceContext] = []
         self.closed = False
@@ -191,19 +193,36 @@ class Client:
             self.tracker.warn_timeout()
             self._log_url(trace_context)
 
-        threading.Thread(target=wait_then_log, name="agentops-url", daemon=True).start()
+        # In the caller's context: where output goes can depend on it (a Jupyter kernel
+        # sends a thread's output to the cell whose context the thread runs in).
+        threading.Thread(target=contextvars.copy_context().run, args=(wait_then_log,),
+                         name="agentops-url", daemon=True).start()
 
-    def _log_url(self, trace_context: TraceContext) -> None:
+    def _log_url(self, trace_context: TraceContext, program_ended: bool = False) -> None:
         """Log the line once: by its waiter, or at exit if the program ends first. Logged
         under the lock, so the exit path waits for a waiter caught mid-line (a daemon thread
         would otherwise be stopped between taking the line and writing it)."""
         with self._lock:
             if trace_context not in self._unannounced:
                 return
-            line = url_line(trace_context.url, trace_context.name, self.tracker.snapshot(),
-                            self.receiver.snapshot(), self.config.auth_timeout, log_stream())
-            logger.info(line)
+            logger.info(self.url_line(trace_context, program_ended))
             self._unannounced.remove(trace_context)
+
+    def url_line(self, trace_context: TraceContext, program_ended: bool = False) -> str:
+        """The session's URL line with the facts as they are now: the auth outcome (or how
+        long it has been pending), the receiver check, and whether the sampler records this
+        trace."""
+        auth = self.tracker.snapshot()
+        waited = None
+        if auth.state == v.PENDING and auth.since:
+            waited = max(0.0, time.time() - datetime.fromisoformat(auth.since).timestamp())
+        recording = sampling.describe(self.provider, [trace_context.span])
+        return url_line(trace_context.url, trace_context.name, auth, self.receiver.snapshot(),
+                        self.config.auth_timeout,
+                        unicode=log.can_show(EMOJI), colour=log.wants_colour(),
+                        waited=waited, program_ended=program_ended,
+                        not_recorded=sampling.why_not_recorded(recording),
+                        sampled=sampling.partly_recorded(recording))
 
     # -- exit steps (their order is agentops.lifecycle's) ----------------------------------
 
@@ -220,7 +239,8 @@ class Client:
             if self.closed:
                 return False
             self.closed = True
-            return True
+        self.loss_log.exiting = True  # from here on the exit line tells what is lost
+        return True
 
     def finish_exit(self, reason: str | None = None) -> None:
         """The last exit steps: count what was not delivered, stop authenticating, log the
@@ -232,14 +252,16 @@ class Client:
         if self.api is not None:
             close_session(self.api.session)
         for trace_context in list(self._unannounced):
-            self._log_url(trace_context)
+            self._log_url(trace_context, program_ended=True)
         self._log_exit_summary(reason)
 
     def _log_exit_summary(self, reason: str | None) -> None:
         """The exit line: what was not delivered; after a signal or an interrupt, also
         when everything was (the user then wonders whether anything was lost)."""
         snapshot = self.stats.snapshot()
-        line = exit_summary(snapshot["spans_made"], snapshot["failures_by_cause"])
+        auth = self.tracker.snapshot()
+        line = exit_summary(snapshot["spans_made"], snapshot["failures_by_cause"],
+                            auth.reason if auth.state == v.FAILED else None)
         if line:
             level = logging.INFO if self.tracker.state == v.DISABLED else logging.WARNING
             logger.log(level, f"{reason}: {line}" if reason else line)

@@ -33,10 +33,33 @@ DEFAULT_EXPORTER_ENDPOINT = "https://otlp.agentops.ai/v1/traces"
 
 class ConfigError(ValueError):
     """A setting has a value the SDK cannot use; the message names it and what is expected.
-    The message never holds a secret: it is redacted when the error is made."""
+    The message never holds a secret: it is redacted when the error is made.
+
+    ``setting`` is the setting's name and ``source`` where its value came from
+    ('argument' or 'env:NAME'), when known.
+    """
+
+    setting: str | None = None
+    source: str | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(redact(message))
+
+
+_last_refused: tuple[str, str, str] | None = None
+
+
+def last_refused() -> tuple[str, str, str] | None:
+    """(setting, source, message) of the last setting that made ``agentops.init`` raise,
+    so a later diagnosis can say why the SDK is not initialized; None after a successful
+    init."""
+    return _last_refused
+
+
+def remember_refused(error: ConfigError | None) -> None:
+    global _last_refused
+    _last_refused = None if error is None or error.setting is None else (
+        error.setting, error.source or "unknown", str(error))
 
 
 def _text(name: str, value: Any) -> str:
@@ -223,6 +246,9 @@ SETTINGS: tuple[Setting, ...] = (
             "false deactivates those the SDK activated."),
     Setting("capture_content", "AGENTOPS_CAPTURE_CONTENT", True, _flag,
             "Record prompts and completions on LLM spans."),
+    Setting("instrument_threading", "AGENTOPS_INSTRUMENT_THREADING", True, _flag,
+            "Carry the current context into threads and ThreadPoolExecutor tasks, so "
+            "their spans stay in the session trace (opentelemetry-instrumentation-threading)."),
     Setting("wait_for_auth", "AGENTOPS_WAIT_FOR_AUTH", False, _flag,
             "Make init wait (at most auth_timeout) for the authentication outcome."),
     Setting("auth_timeout", "AGENTOPS_AUTH_TIMEOUT", 5.0, _seconds,
@@ -271,6 +297,7 @@ class Config:
     log_session_replay_url: bool = True
     instrument_llm_calls: bool = True
     capture_content: bool = True
+    instrument_threading: bool = True
     wait_for_auth: bool = False
     auth_timeout: float = 5.0
     shutdown_timeout: float = 2.0
@@ -281,7 +308,11 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Where each value came from: 'argument', 'env:NAME' or 'default'."""
     errors: Mapping[str, str] = field(default_factory=dict, compare=False)
-    """Refused settings (name -> message) under fail_safe; each holds its default."""
+    """Refused settings (name -> message); each holds its default. An API key that is not
+    a UUID is always refused this way (authentication then fails with invalid_key_format);
+    other settings only under fail_safe."""
+    error_sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Where each refused value came from: 'argument' or 'env:NAME'."""
 
     @property
     def api_key_error(self) -> str | None:
@@ -296,7 +327,7 @@ class Config:
         """The effective settings with the API key masked and URLs redacted, for reports and
         support tickets."""
         values = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.name not in ("sources", "errors")}
+                  if f.name not in ("sources", "errors", "error_sources")}
         values["log_level"] = logging.getLevelName(self.log_level)
         values = redact_data(values)
         values["api_key"] = self.api_key_masked
@@ -308,8 +339,10 @@ class Config:
         """Build a Config from arguments (None means unset), the environment and defaults.
 
         Raises ConfigError naming the first bad setting, unless fail_safe is true: then
-        each bad setting falls back to its default and is listed in ``errors``, and an
-        invalid API key leaves the SDK local-only. ``check_all`` collects every error the
+        each bad setting falls back to its default and is listed in ``errors``. An API key
+        that is not a UUID never raises (upstream accepts any string, and test suites pass
+        fake keys): it is listed in ``errors`` and authentication fails with
+        ``invalid_key_format``, so nothing is sent. ``check_all`` collects every error the
         same way without raising, whatever fail_safe says (for reports such as doctor).
         """
         environ = os.environ if environ is None else environ
@@ -329,6 +362,7 @@ class Config:
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
         errors: dict[str, str] = {}
+        error_sources: dict[str, str] = {}
         for setting in SETTINGS:
             if setting.name not in raw:
                 values[setting.name] = setting.default
@@ -340,13 +374,15 @@ class Config:
                 values[setting.name] = setting.parse(label, value)
                 sources[setting.name] = source
             except ConfigError as error:
-                if not (fail_safe or check_all):
+                error.setting, error.source = setting.name, source
+                if not (fail_safe or check_all or setting.name == "api_key"):
                     raise
                 errors[setting.name] = str(error)
+                error_sources[setting.name] = source
                 values[setting.name] = setting.default
                 sources[setting.name] = "default"
         values["fail_safe"] = fail_safe
-        config = cls(**values, sources=sources, errors=errors)
+        config = cls(**values, sources=sources, errors=errors, error_sources=error_sources)
         config.warn_about_plain_http()
         return config
 

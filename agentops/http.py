@@ -3,8 +3,11 @@ named in the vocabulary, and bounded reading of a response body."""
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 import time
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -12,7 +15,7 @@ import requests
 import urllib3
 
 from agentops import vocabulary as v
-from agentops.redaction import redact
+from agentops.redaction import redact, register_url_credentials
 
 _ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 
@@ -24,9 +27,80 @@ def host_port(url: str) -> tuple[str, int]:
 
 
 def endpoint_label(url: str) -> str:
-    """host:port of a URL, the form diagnoses name endpoints in."""
+    """host:port of a URL, the form diagnoses name endpoints in; an IPv6 host in brackets
+    (``[::1]:9``) so the port stays apart from the address."""
     host, port = host_port(url)
-    return f"{host}:{port}"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def mask_url_credentials(url: str) -> str:
+    """A URL with any user:password replaced by ***, for proxy settings in reports. The
+    password is also registered for redaction everywhere else."""
+    register_url_credentials(url if "://" in url else f"http://{url}")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rsplit("@", 1)[1]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def proxy_for(url: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy requests would use for ``url`` (from the *_PROXY variables, honouring
+    NO_PROXY), credentials masked; None when the connection is direct."""
+    environ = os.environ if environ is None else environ
+    names = ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+    proxies: dict[str, str] = {}
+    for name in names:
+        value = environ.get(name) or environ.get(name.upper())
+        if value:
+            proxies[name] = value
+    if not proxies:
+        return None
+    if _bypassed(url, proxies.get("no_proxy") or ""):
+        return None
+    scheme = urlsplit(url).scheme
+    proxy = proxies.get(f"{scheme}_proxy") or proxies.get("all_proxy")
+    return mask_url_credentials(proxy) if proxy else None
+
+
+def _bypassed(url: str, no_proxy: str) -> bool:
+    """NO_PROXY as requests reads it: '*', host names (a leading dot or not, matching
+    subdomains), host:port, IP addresses and CIDR ranges."""
+    host, port = host_port(url)
+    host = host.lower()
+    for entry in (part.strip().lower() for part in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        try:
+            if "/" in entry and ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                return True
+        except ValueError:
+            pass
+        name, _, entry_port = entry.partition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and entry_port != str(port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def missing_ca_bundle(environ: Mapping[str, str] | None = None) -> tuple[str, str] | None:
+    """(variable, path) when the CA bundle variable requests reads names no file or
+    directory: every HTTPS request then fails before connecting."""
+    environ = os.environ if environ is None else environ
+    for name in CA_BUNDLE_VARIABLES:  # requests reads them in this order
+        path = environ.get(name)
+        if path:
+            return None if os.path.exists(path) else (name, path)
+    return None
 
 
 def host_label(url: str) -> str:
@@ -53,6 +127,11 @@ def exception_cause(error: BaseException, url: str | None = None) -> tuple[str, 
 
 def _exception_cause(error: BaseException, url: str | None) -> tuple[str, str]:
     where = f" to {endpoint_label(url)}" if url else ""
+    if isinstance(error, requests.exceptions.ProxyError) and url:
+        proxy = proxy_for(url)
+        if proxy:
+            return v.CONNECTION_ERROR, (f"could not connect to the proxy {proxy} (for "
+                                        f"{endpoint_label(url)}): {_innermost(error)}")
     if isinstance(error, requests.exceptions.SSLError):
         return v.TLS_ERROR, f"TLS handshake{where} failed: {_innermost(error)}"
     if isinstance(error, requests.exceptions.Timeout):
@@ -66,6 +145,10 @@ def _exception_cause(error: BaseException, url: str | None) -> tuple[str, str]:
         return v.CONNECTION_ERROR, f"response{where} cut short: {_innermost(error)}"
     if isinstance(error, requests.exceptions.RequestException):
         return v.CONNECTION_ERROR, f"request{where} failed: {_innermost(error)}"
+    missing = missing_ca_bundle()
+    if isinstance(error, OSError) and missing:
+        # requests raises a bare OSError before connecting when the bundle is missing.
+        return v.TLS_ERROR, f"CA bundle not found: {missing[0]}={missing[1]} does not exist"
     return v.INTERNAL_ERROR, f"{type(error).__name__}: {error}"
 
 

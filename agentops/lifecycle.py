@@ -120,17 +120,28 @@ def start(config: Config, unknown: Any = ()) -> tuple[Client, bool]:
     """The client for ``config``: the running one when its settings are the same, else a
     new one that takes over from it. Returns (client, created). ``unknown`` names the
     keyword arguments init ignored (warned about here, once per call)."""
+    from agentops import exit_state
+    from agentops.auth import AUTH_FAILED_MESSAGE
     from agentops.client import Client
     from agentops.instrumentation import instrumentation
     from agentops.log import configure_logging
+    from agentops.threads import instrument_threading
+    from agentops.vocabulary import INVALID_KEY_FORMAT
 
     with _process.lock:
         configure_logging(config.log_level)
         for name in unknown:
             logger.warning("agentops.init() ignores unknown argument %r", name)
-        for error in config.errors.values():
-            logger.error("Invalid setting ignored (fail_safe): %s", error)
+        for name, error in config.errors.items():
+            if name == "api_key":  # not a UUID: authentication fails, one warning says so
+                logger.warning("%s Reason: %s (%s)", AUTH_FAILED_MESSAGE, INVALID_KEY_FORMAT,
+                               error)
+            else:
+                logger.error("Invalid setting ignored (fail_safe): %s", error)
         _install_hooks(config)
+        exit_state.install()
+        if config.instrument_threading:
+            instrument_threading()
         existing = _process.client
         if existing is not None and not existing.closed and existing.config == config:
             logger.info("agentops.init() called again with the same settings; "
@@ -289,10 +300,13 @@ def shutdown(timeout: float | None = None) -> None:
 
 
 def _at_exit() -> None:
+    from agentops import exit_state
+
     client = _process.client
     if client is None:
         return
     try:
+        exit_state.end_traces(client)  # with the end state the program's exit calls for
         close(client)
     except KeyboardInterrupt:  # Ctrl-C again: the accounting is done, leave quietly
         pass
@@ -313,6 +327,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
             # finalizer): let it finish within its budget; it ends the process after.
             _process.pending_signal = signum
             return
+        from agentops import exit_state
+
+        exit_state.record_signal(signum)
+        exit_state.end_traces(client)
         close(client, reason="SIGTERM")
         left = client.budget.remaining()  # another thread's exit may still be running
         client.exit_done.wait(max(0.0, left if left is not None else 0.0) + 0.1)

@@ -105,14 +105,18 @@ def render_report(diagnosis: Mapping[str, Any], *, colour: bool, unicode: bool) 
 
     stats = _mapping(diagnosis.get("export_stats"))
     rate = stats.get("success_rate")
-    rate = float(rate) if isinstance(rate, (int, float)) and not isinstance(rate, bool) else 0.0
+    finished = _number(stats.get("successful_exports")) + _number(stats.get("failed_exports"))
+    if isinstance(rate, (int, float)) and not isinstance(rate, bool) and finished:
+        rate_text = f"{float(rate):.1f}%"
+    else:
+        rate_text = "n/a (nothing sent yet)"
     lines += [
         "", f"Active Traces: {_number(diagnosis.get('active_traces'))}",
         "", "Export Statistics:",
         f"  Total Attempts: {_number(stats.get('total_attempts'))}",
         f"  Successful: {_number(stats.get('successful_exports'))}",
         f"  Failed: {_number(stats.get('failed_exports'))}",
-        f"  Success Rate: {rate:.1f}%",
+        f"  Success Rate: {rate_text}",
     ]
     lines += _extra_statistics(stats)
     lines += _authentication(_mapping(diagnosis.get("auth")))

@@ -84,6 +84,10 @@ class _Installation:
         self.router: SpanRouter | None = None
         self.provider: trace.TracerProvider | None = None
         self.samples_every_span = False
+        self.ours = False
+        self.was_global = False
+        self.overrides_before = 0
+        """Refused overrides seen before AgentOps installed its processor: not after init."""
 
 
 _installed = _Installation()
@@ -107,6 +111,7 @@ def install_router() -> tuple[SpanRouter, trace.TracerProvider]:
                                   sampler=sampler, shutdown_on_exit=False)
             ours.add_span_processor(router)
             provider = ours
+            _installed.ours = True
             if isinstance(current, trace.ProxyTracerProvider):
                 trace.set_tracer_provider(ours)
             else:
@@ -115,7 +120,52 @@ def install_router() -> tuple[SpanRouter, trace.TracerProvider]:
                                "exported", type(current).__name__)
             _installed.samples_every_span = sampler is ALWAYS_ON
         _installed.router, _installed.provider = router, provider
+        _installed.overrides_before = _override_watch.count
+        _installed.was_global = trace.get_tracer_provider() is provider
         return router, provider
+
+
+class _OverrideWatch(logging.Filter):
+    """Notices OpenTelemetry refusing a second global tracer provider. Its warning is the
+    only public trace of the attempt; the record passes on unchanged."""
+
+    MESSAGE = "Overriding of current TracerProvider is not allowed"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.last_at: float | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE:
+            self.count += 1
+            self.last_at = time.time()
+        return True
+
+
+_override_watch = _OverrideWatch()
+logging.getLogger("opentelemetry.trace").addFilter(_override_watch)
+
+
+def provider_is_ours(provider: object) -> bool:
+    """True when ``provider`` is the TracerProvider this SDK created (not the program's)."""
+    return provider is not None and provider is _installed.provider and _installed.ours
+
+
+def provider_facts(provider: trace.TracerProvider) -> dict[str, object]:
+    """{replaced, global_provider, override_refused, override_refused_at}: whether the
+    global tracer provider is still the one AgentOps' span processor is installed in, and
+    how often the program tried to set another one after init."""
+    from agentops.auth import iso
+
+    current = trace.get_tracer_provider()
+    return {
+        "replaced": _installed.was_global and current is not provider,
+        "global_provider": type(current).__name__,
+        "override_refused": _override_watch.count - _installed.overrides_before,
+        "override_refused_at": iso(_override_watch.last_at)
+        if _override_watch.count > _installed.overrides_before else None,
+    }
 
 
 def samples_every_span() -> bool:

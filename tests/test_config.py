@@ -24,12 +24,12 @@ def test_arguments_win_over_env_vars_which_win_over_defaults():
 
 def test_every_setting_has_an_env_var_and_a_default_in_config():
     names = {s.name for s in SETTINGS}
-    assert names == {f for f in Config.__dataclass_fields__} - {"sources", "errors"}
+    assert names == {f for f in Config.__dataclass_fields__} - {"sources", "errors",
+                                                                 "error_sources"}
     assert all(s.env.startswith("AGENTOPS_") for s in SETTINGS)
 
 
 @pytest.mark.parametrize("name, value, expected", [
-    ("api_key", "not-a-uuid", "api_key is not a valid AgentOps API key: expected a UUID"),
     ("endpoint", "ftp://example.com", "endpoint must be an http(s) URL"),
     ("exporter_endpoint", "localhost:4318", "exporter_endpoint must be an http(s) URL"),
     ("auth_timeout", -1, "auth_timeout must be a number of seconds from 0 to 3600"),
@@ -49,11 +49,19 @@ def test_bad_env_var_names_the_variable():
         Config.resolve(environ={"AGENTOPS_AUTH_TIMEOUT": "abc"})
 
 
-def test_error_for_a_bad_key_never_contains_the_whole_key():
+def test_a_key_that_is_not_a_uuid_is_refused_without_raising_and_never_shown_whole():
     bad = "sk-this-is-a-long-secret-value-1234"
+    config = Config.resolve(environ={}, api_key=bad)
+    assert config.api_key is None
+    assert "api_key is not a valid AgentOps API key: expected a UUID" in config.api_key_error
+    assert bad not in config.api_key_error and "sk-t...1234" in config.api_key_error
+    assert config.error_sources == {"api_key": "argument"}
+
+
+def test_a_refused_setting_raises_naming_the_setting_and_where_its_value_came_from():
     with pytest.raises(ConfigError) as info:
-        Config.resolve(environ={}, api_key=bad)
-    assert bad not in str(info.value) and "sk-t...1234" in str(info.value)
+        Config.resolve(environ={"AGENTOPS_API_ENDPOINT": "ftp://x"})
+    assert (info.value.setting, info.value.source) == ("endpoint", "env:AGENTOPS_API_ENDPOINT")
 
 
 def test_fail_safe_logs_bad_values_and_keeps_the_defaults():
@@ -62,16 +70,19 @@ def test_fail_safe_logs_bad_values_and_keeps_the_defaults():
     assert len(config.errors) == 2 and config.api_key_error
 
 
-def test_init_raises_for_bad_input_and_fail_safe_continues_local_only(caplog):
+def test_init_raises_for_a_bad_endpoint_but_a_malformed_key_only_fails_authentication(caplog):
     with pytest.raises(ConfigError, match="endpoint"):
         agentops.init(api_key=KEY, endpoint="not a url")
-    with caplog.at_level(logging.ERROR, logger="agentops"):
-        agentops.init(api_key="bad-key", fail_safe=True, auto_start_session=False)
+    with caplog.at_level(logging.WARNING, logger="agentops"):
+        agentops.init(api_key="bad-key", auto_start_session=False)
     assert isinstance(agentops.get_client(), agentops.Client)
     diagnosis = agentops.diagnose_session()
     assert diagnosis["auth"]["state"] == "failed"
     assert diagnosis["auth"]["reason"] == "invalid_key_format"
-    assert any("api_key" in r.getMessage() for r in caplog.records)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "Authentication failed - invalid API key or network issue" in warnings[0]
+    assert "invalid_key_format" in warnings[0] and "api_key" in warnings[0]
 
 
 def test_unknown_keyword_is_a_warning_that_names_it(caplog):

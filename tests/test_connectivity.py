@@ -93,8 +93,12 @@ def test_invalid_key_fails_at_token_exchange_with_invalid_key_and_skips_what_nee
     assert statuses(results) == {
         "configuration": "passed", "api_reachable": "passed", "token_exchange": "failed",
         "token_verified": "skipped", "otlp_reachable": "passed", "span_export": "skipped"}
-    assert any("Authentication failed - invalid API key or network issue" in issue
-               for issue in results["issues"])
+    codes = [finding["code"] for finding in results["findings"]]
+    assert codes == ["auth.no_token", "auth.invalid_key"]
+    assert results["issues"][0] == "Authentication failed - no JWT token available"
+    invalid = results["findings"][1]
+    assert invalid["evidence"]["http_status"] == 403
+    assert invalid["evidence"]["endpoint"] == f"127.0.0.1:{local_backend.port}"
     assert results["session_url"] is None
     assert local_backend.spans == []
 

@@ -185,7 +185,9 @@ def test_auth_connection_error_names_host_and_port_and_the_proxy_variables_set()
     assert "api.agentops.ai:443" in issue and "Connection refused" in issue
     assert "api.agentops.ai:443" in advice
     assert "HTTPS_PROXY" in advice and "no_proxy" in advice
-    assert "secret" not in advice and "proxy:3128" not in advice
+    # the proxy in use is named, its credentials never
+    assert "http://***@proxy:3128" in issue and "http://***@proxy:3128" in advice
+    assert "secret" not in issue + advice and "user" not in issue + advice
 
 
 def test_connection_error_without_proxy_variables_does_not_mention_proxies():
@@ -226,7 +228,7 @@ def test_unexpected_status_names_status_and_endpoint():
 
 
 def test_every_auth_reason_has_a_rule():
-    assert set(d.AUTH_FAILURE_RULES) == set(v.AUTH_REASONS)
+    assert set(v.AUTH_REASONS) <= set(d.AUTH_FAILURE_RULES)
 
 
 # -- no key, settings ------------------------------------------------------------------------

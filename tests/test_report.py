@@ -166,7 +166,8 @@ def test_not_initialized_report_shows_zero_statistics_and_the_init_advice():
     text = stream.getvalue()
     assert "  \u2717 SDK Initialized: False" in text
     assert "Active Traces: 0" in text
-    assert "  Total Attempts: 0\n  Successful: 0\n  Failed: 0\n  Success Rate: 0.0%\n" in text
+    assert ("  Total Attempts: 0\n  Successful: 0\n  Failed: 0\n"
+            "  Success Rate: n/a (nothing sent yet)\n") in text
     assert "  \u2022 AgentOps SDK not initialized" in text
     assert "  \u2022 Call agentops.init() to initialize the SDK" in text
 

@@ -51,12 +51,12 @@ ACCEPTING = {"state": v.ACCEPTING, "cause": None, "http_status": 200}
     (v.AUTHENTICATED, None, 200, {"state": v.UNREACHABLE, "cause": "connection_error"},
      "\U0001f534", "[FAILED]", "receiver is unreachable: connection_error"),
     (v.AUTHENTICATED, None, 200, {"state": v.CHECKING}, "\U0001f534", "[FAILED]",
-     "receiver has not answered after 5s"),
+     "receiver has not answered after 5.0 s (auth_timeout 5 s)"),
     (v.DISABLED, None, None, {"state": v.UNCHECKED}, "\U0001f7e1", "[LOCAL]", "local only"),
     (v.FAILED, v.INVALID_KEY, 403, {"state": v.UNCHECKED}, "\U0001f534", "[FAILED]",
      "auth failed: invalid_key, HTTP 403"),
     (v.PENDING, None, None, {"state": v.UNCHECKED}, "\U0001f534", "[FAILED]",
-     "not complete after 5s"),
+     "not complete after 5.0 s (auth_timeout 5 s)"),
 ])
 def test_marker_is_green_only_once_the_receiver_accepted_with_an_ascii_fallback(
         state, reason, status, receiver, emoji, ascii_marker, words):

@@ -1,5 +1,12 @@
 """LossLog: tells the user, at WARNING, that spans did not reach the backend: once per
-cause, then at most one summary per interval, never one line per batch."""
+cause when it first happens, then at most one summary per interval, never one line per
+batch; and one line at exit. The warning and the exit line name the same cause in the
+same words, with correct plurals.
+
+Spans without a token because authentication failed are not warned about again: the
+authentication warning already said, when it happened, that session data will not reach
+the backend. Losses during the exit itself are told by the exit line alone.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,19 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
+
+from agentops import vocabulary as v
 
 logger = logging.getLogger("agentops")
 
 SUMMARY_INTERVAL = 60.0
 DETAILS_HINT = "run agentops.print_session_status() for details"
+NOT_SENT = "Session data not sent to backend"
+
+
+def spans(count: int) -> str:
+    return f"{count} span" if count == 1 else f"{count} spans"
 
 
 class LossLog:
@@ -21,43 +36,56 @@ class LossLog:
         self._seen: set[str] = set()
         self._since_summary: Counter[str] = Counter()
         self._last_line = time.monotonic()
+        self.exiting = False
+        """Set when the exit begins: from then on the exit line tells."""
 
-    def record(self, cause: str, spans: int, detail: str) -> None:
+    def record(self, cause: str, count: int, detail: str) -> None:
         with self._lock:
+            if self.exiting:
+                return
             first = cause not in self._seen
             self._seen.add(cause)
             now = time.monotonic()
             if first:
                 self._last_line = now
             else:
-                self._since_summary[cause] += spans
+                self._since_summary[cause] += count
                 if now - self._last_line < self._interval:
                     return
                 summary, self._since_summary = self._since_summary, Counter()
                 self._last_line = now
         if first:
-            # Without an API key, local-only is what the user asked for: no warning.
-            level = logging.INFO if detail.startswith("no API key") else logging.WARNING
-            logger.log(level, "Session data not sent to backend: %d spans (%s: %s); %s",
-                       spans, cause, detail, DETAILS_HINT)
+            if detail.startswith(("no API key", "no token: authentication failed")):
+                # Local-only is what the user asked for; a failed authentication was
+                # warned about by the tracker when it happened.
+                logger.info("%s: %s not delivered (%s: %s)", NOT_SENT, spans(count), cause,
+                            detail)
+                return
+            logger.warning("%s: %s not delivered (%s: %s); %s", NOT_SENT, spans(count), cause,
+                           detail, DETAILS_HINT)
         else:
             causes = ", ".join(f"{c}: {n}" for c, n in summary.most_common())
-            logger.warning("Session data not sent to backend: %d more spans in the last %ds (%s)",
-                           sum(summary.values()), round(self._interval), causes)
+            logger.warning("%s: %s more not delivered in the last %ds (%s)", NOT_SENT,
+                           spans(sum(summary.values())), round(self._interval), causes)
 
     def after_fork(self) -> None:
         """In a forked child: the child's first loss of each cause is told again."""
         self._lock = threading.Lock()
         self._seen = set()
         self._since_summary = Counter()
+        self.exiting = False
 
 
-def exit_summary(made: int, lost: Counter[str] | dict[str, int]) -> str | None:
-    """The one line printed at exit when spans failed to reach the backend."""
+def exit_summary(made: int, lost: Mapping[str, int], auth_reason: str | None = None) -> str | None:
+    """The one line logged at exit when spans failed to reach the backend, naming each
+    cause as the warning did (and, for spans without a token, why authentication failed)."""
     total = sum(lost.values())
     if not total:
         return None
-    top = ", ".join(f"{cause}: {n}" for cause, n in Counter(lost).most_common(3))
-    return (f"Session data not sent to backend: {total} of {made} spans not delivered "
-            f"({top}); call agentops.print_session_status() before exit or run "
-            f"`agentops doctor` for details")
+    causes = []
+    for cause, n in Counter(lost).most_common(3):
+        why = f" (authentication failed: {auth_reason})" if (
+            cause == v.NOT_AUTHENTICATED and auth_reason) else ""
+        causes.append(f"{cause}: {n}{why}")
+    return (f"{NOT_SENT}: {total} of {spans(made)} not delivered ({', '.join(causes)}); call "
+            f"agentops.print_session_status() before exit or run `agentops doctor` for details")

@@ -11,13 +11,18 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+from agentops import vocabulary as v
+from agentops.export.loss_log import LossLog
 from agentops.export.stats import ExportStats
 
 
 class AccountingSpanProcessor(SpanProcessor):
     def __init__(self, delegate: BatchSpanProcessor, stats: ExportStats, capacity: int,
-                 check_sampled: bool = True) -> None:
+                 check_sampled: bool = True, loss_log: LossLog | None = None) -> None:
         self._delegate = delegate
+        self._loss_log = loss_log
+        self._overflow_detail = (f"more than max_queue_size {capacity} finished spans were "
+                                 f"waiting to be sent")
         self._stats = stats
         self._capacity = capacity
         self._check_sampled = check_sampled
@@ -31,6 +36,9 @@ class AccountingSpanProcessor(SpanProcessor):
             return
         if self._stats.span_finished(self._capacity):
             self._delegate.on_end(span)
+        elif self._loss_log is not None and not self._stats.closed:
+            # Told when it happens (once, then in the periodic summary), not only at exit.
+            self._loss_log.record(v.QUEUE_OVERFLOW, 1, self._overflow_detail)
 
     def shutdown(self) -> None:
         self._delegate.shutdown()

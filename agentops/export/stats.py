@@ -179,7 +179,8 @@ class ExportStats:
                 "total_attempts": self.attempts,
                 "successful_exports": self.successes,
                 "failed_exports": self.failures,
-                "success_rate": round(100.0 * self.successes / finished, 1) if finished else 0.0,
+                # None until an export finished: 0% would claim failures that never happened.
+                "success_rate": round(100.0 * self.successes / finished, 1) if finished else None,
                 "in_flight_exports": self.attempts - finished,
                 "spans_made": self.spans_made,
                 "spans_exported": self.spans_exported,

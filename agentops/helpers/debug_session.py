@@ -32,16 +32,16 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from agentops import terminal
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
-from agentops.auth import AUTH_FAILED, NOT_REACHING, AuthTracker, iso
-from agentops.config import Config, is_loopback
-from agentops.diagnostics import CHECK_KEY
+from agentops.auth import AuthSnapshot, AuthTracker, iso
+from agentops.config import Config
+from agentops.diagnostics import ERROR, WARNING, Facts, Finding, find
 from agentops.export.exporter import InstrumentedSpanExporter
 from agentops.export.loss_log import LossLog
 from agentops.export.request import ExitBudget
 from agentops.export.stats import ExportStats
 from agentops.helpers.dashboard import session_url
-from agentops.http import endpoint_label, exception_cause, host_port
-from agentops.redaction import redact, redact_data, register_url_credentials
+from agentops.http import endpoint_label, exception_cause, host_port, mask_url_credentials
+from agentops.redaction import redact, redact_data
 from agentops.semconv import CONNECTIVITY_TEST_KIND, SpanAttributes
 
 __all__ = ["test_session_connectivity", "print_connectivity_test_results", "resolve_settings"]
@@ -129,9 +129,7 @@ def resolve_settings(environ: Mapping[str, str] | None = None,
     return config, dict(config.errors)
 
 
-def _configuration_step(config: Config, problems: dict[str, str]) -> tuple[dict[str, Any], list[str], list[str]]:
-    issues: list[str] = []
-    recommendations: list[str] = []
+def _configuration_step(config: Config, problems: dict[str, str]) -> dict[str, Any]:
     facts = {
         "api_key": config.api_key_masked,
         "api_key_source": config.sources.get("api_key"),
@@ -140,28 +138,11 @@ def _configuration_step(config: Config, problems: dict[str, str]) -> tuple[dict[
         "app_url": config.app_url,
         "errors": dict(problems),
     }
-    for name, message in problems.items():
-        issues.append(f"Invalid setting: {message}")
-        if name != "api_key":
-            recommendations.append(f"Fix {name}: agentops.init() raises ConfigError with it "
-                                   "(or, with fail_safe, ignores it)")
-    if "api_key" in problems:
-        recommendations.append("Copy the API key again from your project's settings in the "
-                               "AgentOps dashboard")
-    elif not config.api_key:
-        issues.append(f"No API key: {NOT_REACHING}")
-        recommendations.append("Pass api_key to agentops.init() or set AGENTOPS_API_KEY")
-    for name in ("endpoint", "exporter_endpoint"):
-        parts = urlsplit(getattr(config, name))
-        if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
-            issues.append(f"{name} uses plain http to {parts.hostname}: the API key and token "
-                          "travel unencrypted")
-            recommendations.append(f"Use an https URL for {name}")
     if problems or not config.api_key:
         detail = "; ".join(problems.values()) or NO_KEY
-        return _step(CONFIGURATION, FAILED, 0.0, detail, **facts), issues, recommendations
+        return _step(CONFIGURATION, FAILED, 0.0, detail, **facts)
     detail = f"API key {config.api_key_masked} ({config.sources.get('api_key')}); endpoints valid"
-    return _step(CONFIGURATION, PASSED, 0.0, detail, **facts), issues, recommendations
+    return _step(CONFIGURATION, PASSED, 0.0, detail, **facts)
 
 
 # -- reachability ----------------------------------------------------------------------
@@ -362,25 +343,6 @@ def _guarded_token_call(call: Callable[[float], TokenOutcome], url: str,
                                              f"within {budget:.1f}s")
 
 
-_API_ADVICE = {
-    v.INVALID_KEY_FORMAT: "Copy the API key again from your project's settings in the "
-                          "AgentOps dashboard: the API refused its format",
-    v.INVALID_KEY: "Check that the API key belongs to a project of this AgentOps deployment "
-                   "(endpoint) and has not been rotated",
-    v.SERVER_ERROR: "The AgentOps API had an internal error: retry later; the SDK keeps "
-                    "retrying in the background",
-    v.BAD_RESPONSE: "Something other than the AgentOps API answered (a proxy, captive portal "
-                    "or wrong endpoint): check the endpoint URL",
-    v.CONNECTION_ERROR: "Check network connectivity, firewalls and proxy settings "
-                        "(HTTPS_PROXY, NO_PROXY) for the endpoint",
-    v.TIMEOUT: "The server did not answer in time: check firewalls and proxies, or run the "
-               "test with a longer timeout",
-    v.TLS_ERROR: "TLS verification failed: behind a TLS-inspecting proxy, point "
-                 "REQUESTS_CA_BUNDLE at its CA bundle",
-    v.UNEXPECTED_STATUS: "Check the endpoint URL: it does not answer like the AgentOps API",
-}
-
-
 def _token_step(name: str, outcome: TokenOutcome, started: float) -> dict[str, Any]:
     facts: dict[str, Any] = {"http_status": outcome.http_status}
     if outcome.ok or outcome.reason is None:
@@ -409,14 +371,14 @@ class _UnloggedLossLog(LossLog):
         return None
 
 
-def _export_step(config: Config, deadline: _Deadline) -> tuple[dict[str, Any], str | None]:
+def _export_step(config: Config, deadline: _Deadline,
+                 stats: ExportStats) -> tuple[dict[str, Any], str | None]:
     """One span through a tracker, exporter and provider of its own: the SDK's code path,
     none of the running session's state."""
     started = time.monotonic()
     api = AgentOpsAPI(config.endpoint)
     budget = deadline.remaining()
     tracker = AuthTracker(api, config.api_key, auth_timeout=budget, request_timeout=budget)
-    stats = ExportStats()
     provider = TracerProvider(resource=Resource.create({"service.name": "agentops-connectivity-test"}),
                               shutdown_on_exit=False)
     exporter: InstrumentedSpanExporter | None = None
@@ -470,31 +432,6 @@ def _export_step(config: Config, deadline: _Deadline) -> tuple[dict[str, Any], s
         provider.shutdown()
 
 
-_EXPORT_ADVICE = {
-    v.AUTH_REJECTED: "The receiver refused a token the API issued: check that endpoint and "
-                     "exporter_endpoint belong to the same AgentOps deployment",
-    v.RATE_LIMITED: "The receiver is rate limiting this project: retry later",
-    v.SERVER_ERROR: "The receiver had an internal error: retry later",
-    v.CLIENT_ERROR: "The receiver refused the request: check that exporter_endpoint is the "
-                    "OTLP/HTTP traces URL (.../v1/traces)",
-    v.CONNECTION_ERROR: "Check that exporter_endpoint is right and reachable from this "
-                        "machine (firewall, proxy settings HTTPS_PROXY / NO_PROXY)",
-    v.TIMEOUT: "The receiver did not answer in time: check firewalls and proxies, or run the "
-               "test with a longer timeout",
-    v.TLS_ERROR: "TLS verification failed: behind a TLS-inspecting proxy, point "
-                 "REQUESTS_CA_BUNDLE at its CA bundle",
-    v.NOT_AUTHENTICATED: CHECK_KEY,
-    v.INTERNAL_ERROR: "An internal error in the SDK: please report it with this output",
-    v.UNEXPECTED_STATUS: "The receiver redirected or answered with a status that is not an "
-                         "answer to an export; redirects are not followed (the token must "
-                         "not reach another host): set exporter_endpoint to the final URL",
-    v.REJECTED_BY_RECEIVER: "The receiver took the request but rejected the span "
-                            "(partial_success): its message says why",
-    v.TOO_LARGE: "The receiver refuses even one small test span as too large: check its "
-                 "request size limit and any proxy in between",
-}
-
-
 # -- the test --------------------------------------------------------------------------
 
 
@@ -535,6 +472,7 @@ def _test_session_connectivity(api_key: str | None, timeout: float, endpoint: st
     results: dict[str, Any] = {
         "test_passed": False,
         "steps": [],
+        "findings": [],
         "issues": [],
         "recommendations": [],
         "session_url": None,
@@ -552,9 +490,8 @@ def _test_session_connectivity(api_key: str | None, timeout: float, endpoint: st
         _run(results, config, problems, deadline, resolve_ms)
         completed = True
     except Exception as error:
-        results["issues"].append(f"The connectivity test itself failed: "
-                                 f"{type(error).__name__}: {error}")
-        results["recommendations"].append(_EXPORT_ADVICE[v.INTERNAL_ERROR])
+        _add(results, _internal_failure(f"The connectivity test itself failed: "
+                                        f"{type(error).__name__}: {error}"))
     steps = results["steps"]
     results["test_passed"] = completed and len(steps) == len(TITLES) and all(
         s["status"] == PASSED for s in steps)
@@ -572,18 +509,43 @@ test_session_connectivity.__test__ = False  # type: ignore[attr-defined]
 
 
 def _broken(began: float, timeout: float, why: str) -> dict[str, Any]:
-    return {"test_passed": False, "steps": [], "issues": [f"The connectivity test could not "
-                                                          f"start: {why}"],
-            "recommendations": [_EXPORT_ADVICE[v.INTERNAL_ERROR]], "session_url": None,
-            "timeout": timeout, "started_at": iso(began)}
+    results: dict[str, Any] = {"test_passed": False, "steps": [], "findings": [], "issues": [],
+                               "recommendations": [], "session_url": None, "timeout": timeout,
+                               "started_at": iso(began)}
+    _add(results, _internal_failure(f"The connectivity test could not start: {why}"))
+    return results
+
+
+def _internal_failure(issue: str) -> Finding:
+    return Finding("connectivity.internal_error", ERROR, {}, issue,
+                   "An internal error in the SDK: please report it with this output")
+
+
+def _add(results: dict[str, Any], finding: Finding) -> None:
+    results["findings"].append(finding.as_dict())
+    results["issues"].append(finding.issue)
+    results["recommendations"].append(finding.recommendation)
+
+
+def _failed_auth(reason: str, http_status: int | None, detail: str,
+                 token_url: str | None) -> AuthSnapshot:
+    return AuthSnapshot(state=v.FAILED, reason=reason, http_status=http_status, detail=detail,
+                        attempts=1, since=iso(time.time()), authenticated_at=None,
+                        token_expires_at=None, project_id=None, has_token=False,
+                        retrying=False, endpoint=token_url)
 
 
 def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
          deadline: _Deadline, resolve_ms: float) -> None:
+    """Run the steps, then let the diagnosis rules explain what failed: the facts each
+    step found become the same Facts a running session's diagnosis is made of."""
     steps: list[dict[str, Any]] = results["steps"]
-    issues: list[str] = results["issues"]
-    advice: list[str] = results["recommendations"]
     timed_out_before: list[str] = []
+    api = AgentOpsAPI(config.endpoint)
+    auth: AuthSnapshot | None = None
+    receiver: dict[str, Any] | None = None
+    token_check: dict[str, Any] | None = None
+    stats = ExportStats()
 
     def out_of_time(name: str) -> bool:
         if deadline.remaining() > 0:
@@ -593,11 +555,11 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
         timed_out_before.append(name)
         return True
 
-    step, config_issues, config_advice = _configuration_step(config, problems)
+    step = _configuration_step(config, problems)
     step["duration_ms"] = resolve_ms
     steps.append(step)
-    issues += config_issues
-    advice += config_advice
+    if config.api_key_error:
+        auth = _failed_auth(v.INVALID_KEY_FORMAT, None, config.api_key_error, None)
 
     # API reachable
     api_ok = False
@@ -607,13 +569,10 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
         step = _probe(API_REACHABLE, config.endpoint, deadline)
         steps.append(step)
         api_ok = step["status"] == PASSED
-        if not api_ok:
-            issues.append(f"AgentOps API at {step['endpoint']} unreachable ({step['reason']}): "
-                          f"{step['detail']}. {NOT_REACHING}")
-            advice.append(_API_ADVICE.get(step["reason"], CHECK_KEY))
+        if not api_ok and auth is None:
+            auth = _failed_auth(step["reason"], None, step["detail"], api.token_url)
 
     # Token exchange
-    api = AgentOpsAPI(config.endpoint)
     token: str | None = None
     if not config.api_key:
         steps.append(_skipped(TOKEN_EXCHANGE, "no usable API key"))
@@ -628,8 +587,15 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
         steps.append(step)
         token = outcome.token
         if not outcome.ok:
-            issues.append(f"{AUTH_FAILED}: {step['detail']}. {NOT_REACHING}")
-            advice.append(_API_ADVICE.get(outcome.reason or "", CHECK_KEY))
+            auth = _failed_auth(outcome.reason or v.BAD_RESPONSE, outcome.http_status,
+                                outcome.detail, api.token_url)
+        else:
+            auth = AuthSnapshot(
+                state=v.AUTHENTICATED, reason=None, http_status=outcome.http_status,
+                detail=outcome.detail, attempts=1, since=iso(time.time()),
+                authenticated_at=iso(time.time()), token_expires_at=iso(outcome.expires_at),
+                project_id=outcome.project_id, has_token=True, retrying=False,
+                endpoint=api.token_url, token_project_id=outcome.token_project_id)
 
     # Token verified
     verified = False
@@ -644,8 +610,8 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
         steps.append(step)
         verified = outcome.reason is None
         if not verified:
-            issues.append(f"The API issued a token it does not accept back: {step['detail']}")
-            advice.append(_API_ADVICE.get(outcome.reason or "", CHECK_KEY))
+            token_check = {"reason": outcome.reason, "http_status": outcome.http_status,
+                           "detail": outcome.detail}
 
     # OTLP endpoint reachable
     otlp_ok = False
@@ -656,9 +622,11 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
         steps.append(step)
         otlp_ok = step["status"] == PASSED
         if not otlp_ok:
-            issues.append(f"OTLP receiver at {step['endpoint']} unreachable ({step['reason']}): "
-                          f"{step['detail']}. {NOT_REACHING}")
-            advice.append(_EXPORT_ADVICE.get(step["reason"], _EXPORT_ADVICE[v.CONNECTION_ERROR]))
+            reachable = step["reason"] in (v.CONNECTION_ERROR, v.TIMEOUT, v.TLS_ERROR)
+            receiver = {"state": v.UNREACHABLE if reachable else v.FAILING,
+                        "cause": step["reason"], "http_status": None,
+                        "detail": step["detail"], "checked_at": iso(time.time()),
+                        "latency_ms": step["duration_ms"]}
 
     # Test span exported
     if not verified:
@@ -666,18 +634,30 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
     elif not otlp_ok:
         steps.append(_skipped(SPAN_EXPORT, "the OTLP endpoint is not reachable"))
     elif not out_of_time(SPAN_EXPORT):
-        step, url = _export_step(config, deadline)
+        step, url = _export_step(config, deadline, stats)
         steps.append(step)
         results["session_url"] = url
-        if step["status"] != PASSED:
-            issues.append(f"Session data not sent to backend: the test span was not "
-                          f"acknowledged ({step['detail']})")
-            advice.append(_EXPORT_ADVICE.get(step["reason"], _EXPORT_ADVICE[v.INTERNAL_ERROR]))
+        if step["status"] != PASSED and step.get("reason") == v.TIMEOUT and \
+                not stats.snapshot()["failures_by_cause"]:
+            stats.batch_failed(v.TIMEOUT, 1, step["detail"])
+
+    if auth is None:  # no key: the no-API-key finding
+        auth = AuthSnapshot(state=v.DISABLED, reason=None, http_status=None,
+                            detail="no API key", attempts=0, since=None,
+                            authenticated_at=None, token_expires_at=None, project_id=None,
+                            has_token=False, retrying=False, endpoint=None)
+    facts = Facts(auth=auth, stats=stats.snapshot(), config=config, receiver=receiver or {},
+                  token_check=token_check, environ=os.environ)
+    for finding in find(facts):
+        _add(results, finding)
 
     if timed_out_before and not any(s["status"] == FAILED for s in steps):
-        issues.append(f"The connectivity test ran out of time ({deadline.seconds:g}s) before "
-                      f"{TITLES[timed_out_before[0]].lower()}")
-        advice.append("Run the test again with a longer timeout")
+        _add(results, Finding(
+            "connectivity.out_of_time", WARNING,
+            {"timeout": deadline.seconds, "step": timed_out_before[0]},
+            f"The connectivity test ran out of time ({deadline.seconds:g}s) before "
+            f"{TITLES[timed_out_before[0]].lower()}",
+            "Run the test again with a longer timeout"))
 
 
 # -- rendering -------------------------------------------------------------------------
@@ -686,19 +666,6 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
 _MARKS = {PASSED: ("\u2713", "[OK]", terminal.GREEN), FAILED: ("\u2717", "[NO]", terminal.RED),
           SKIPPED: ("\u2013", "[--]", terminal.YELLOW)}
 _RULE = "=" * 60
-
-
-def mask_url_credentials(url: str) -> str:
-    """A URL with any user:password replaced by ***, for proxy settings in reports. The
-    password is also registered for redaction everywhere else."""
-    register_url_credentials(url if "://" in url else f"http://{url}")
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        scheme, rest = "", url
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rsplit("@", 1)[1]
-    return f"{scheme}{sep}{authority}{slash}{path}"
 
 
 def _duration(ms: Any) -> str:

@@ -179,6 +179,9 @@ def _spans_from_request(request: ExportTraceServiceRequest) -> list[_Record]:
                         "attributes": _attributes(span.attributes),
                         "status_code": int(span.status.code),
                         "status_message": span.status.message,
+                        "events": [{"name": event.name,
+                                    "attributes": _attributes(event.attributes)}
+                                   for event in span.events],
                         "kind": int(span.kind),
                         "start_time_unix_nano": int(span.start_time_unix_nano),
                         "end_time_unix_nano": int(span.end_time_unix_nano),
