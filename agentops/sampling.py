@@ -20,7 +20,7 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_TRACES_SAMPLER_ARG,
 )
 
-_RATIO = re.compile(r"TraceIdRatioBased\{([0-9.eE+-]+)\}")
+_RATIO = re.compile(r"TraceIdRatioBased\{([0-9.eE+-]+)")
 
 
 def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
@@ -32,7 +32,7 @@ def sdk_disabled(environ: Mapping[str, str] | None = None) -> bool:
 def _root_description(description: str) -> str:
     """The sampler that decides for root spans (a session trace is a root)."""
     if description.startswith("ParentBased{root:"):
-        return description[len("ParentBased{root:"):].split(",", 1)[0].rstrip("}")
+        return description[len("ParentBased{root:"):].split(",", 1)[0]
     return description
 
 

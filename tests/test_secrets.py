@@ -13,7 +13,7 @@ import logging
 import pytest
 
 import agentops
-from agentops.config import Config, ConfigError
+from agentops.config import Config
 from agentops.testing import LocalBackend
 from tests.conftest import clean_env, free_port, run_python
 
@@ -163,11 +163,11 @@ def test_no_key_or_token_in_a_programs_output_logs_or_diagnosis(backend, scenari
         assert f"{used[:4]}...{used[-4:]}" in run.stdout, "the masked key is what is shown"
 
 
-def test_a_refused_key_is_not_in_the_config_error_or_its_traceback(backend):
+def test_a_refused_key_is_not_in_the_warning_or_the_diagnosis(backend):
     env = program_env(backend, AGENTOPS_API_KEY=NEAR_KEY)
     run = run_python(PROGRAM, env=env, timeout=60, args=["--basic-logging"])
-    assert run.returncode != 0
-    assert "ConfigError" in run.stderr and "not a valid AgentOps API key" in run.stderr
+    assert run.returncode == 0, run.stderr
+    assert "invalid_key_format" in run.stderr and "not a valid AgentOps API key" in run.stderr
     assert_no_secrets({"stdout": run.stdout, "stderr": run.stderr}, {KEY, NEAR_KEY})
     assert backend.auth_requests == []
 
@@ -252,10 +252,10 @@ def test_the_token_outcome_repr_hides_the_token(backend):
 
 @pytest.mark.parametrize("value", [NEAR_KEY, KEY.replace("-", "_"), KEY + "-extra", KEY[:30]])
 def test_config_errors_about_a_key_never_echo_it(value):
-    with pytest.raises(ConfigError) as raised:
-        Config.resolve(environ={}, api_key=value)
+    refused = Config.resolve(environ={}, api_key=value)
     config = Config.resolve(environ={"AGENTOPS_API_KEY": value, "AGENTOPS_FAIL_SAFE": "1"})
-    assert_no_secrets({"error": str(raised.value), "repr": repr(raised.value),
+    assert refused.api_key is None and refused.api_key_error
+    assert_no_secrets({"error": refused.api_key_error or "", "repr": repr(refused),
                        "fail-safe errors": " ".join(config.errors.values()),
                        "api_key_error": config.api_key_error or ""}, {value, KEY})
 

@@ -55,11 +55,14 @@ class LossLog:
                 summary, self._since_summary = self._since_summary, Counter()
                 self._last_line = now
         if first:
-            if detail.startswith(("no API key", "no token: authentication failed")):
-                # Local-only is what the user asked for; a failed authentication was
-                # warned about by the tracker when it happened.
-                logger.info("%s: %s not delivered (%s: %s)", NOT_SENT, spans(count), cause,
-                            detail)
+            # Local-only is what the user asked for; a failed authentication was warned
+            # about by the tracker when it happened.
+            quiet = (logging.INFO if detail.startswith("no API key") else
+                     logging.DEBUG if detail.startswith("no token: authentication failed")
+                     else None)
+            if quiet is not None:
+                logger.log(quiet, "%s: %s not delivered (%s: %s)", NOT_SENT, spans(count),
+                           cause, detail)
                 return
             logger.warning("%s: %s not delivered (%s: %s); %s", NOT_SENT, spans(count), cause,
                            detail, DETAILS_HINT)
