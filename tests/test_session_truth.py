@@ -266,6 +266,8 @@ def test_a_program_ending_while_authentication_runs_says_how_long_it_actually_wa
     # 2.3 s of program, at most the 0.3 s exit budget and a 0.1 s grace (plus start-up)
     assert 2.3 <= float(found.group(1)) <= 2.9, line
     assert "5s" not in run.stderr and "after 5" not in run.stderr
+    # the program ended before auth_timeout: no "Authentication timeout" claim
+    assert "Authentication timeout" not in run.stderr
 
 
 def test_one_receiver_failure_is_one_warning_when_it_happens_and_one_exit_line(local_backend):
@@ -289,6 +291,23 @@ def test_one_receiver_failure_is_one_warning_when_it_happens_and_one_exit_line(l
     assert "connection_error" in warning and "1 span not delivered" in warning
     assert "connection_error: 1" in exit_line and "1 of 1 span not delivered" in exit_line
     assert "1 spans" not in run.stderr
+
+
+def test_a_failure_during_the_exit_is_told_by_the_exit_line_alone(local_backend):
+    otlp = f"http://127.0.0.1:{closed_port()}/v1/traces"
+    code = """
+    import agentops
+    from opentelemetry import trace
+    agentops.init(auto_start_session=False, wait_for_auth=True, export_timeout=0.5)
+    for i in range(2):
+        trace.get_tracer("t").start_span(f"s{i}").end()
+    """
+    env = env_for(local_backend)
+    env["AGENTOPS_EXPORTER_ENDPOINT"] = otlp
+    run = run_python(code, env=env)
+    assert run.returncode == 0, run.stderr
+    [line] = sdk_lines(run.stderr)
+    assert "2 of 2 spans not delivered (connection_error: 2)" in line
 
 
 def test_a_refused_key_is_one_warning_and_an_exit_line_naming_the_same_cause(local_backend):
