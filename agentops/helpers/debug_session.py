@@ -639,7 +639,7 @@ def _run(results: dict[str, Any], config: Config, problems: dict[str, str],
         results["session_url"] = url
         if step["status"] != PASSED and step.get("reason") == v.TIMEOUT and \
                 not stats.snapshot()["failures_by_cause"]:
-            stats.batch_failed(v.TIMEOUT, 1, step["detail"])
+            stats.batch_finished(stats.batch_started(1), 0, [(v.TIMEOUT, 1, step["detail"])])
 
     if auth is None:  # no key: the no-API-key finding
         auth = AuthSnapshot(state=v.DISABLED, reason=None, http_status=None,
