@@ -68,6 +68,9 @@ class SpanAttributes:
     OPERATION_NAME = "operation.name"
     OPERATION_VERSION = "operation.version"
     AGENTOPS_SESSION_END_STATE = "agentops.session.end_state"
+    AGENTOPS_SESSION_END_STATE_REASON = "agentops.session.end_state_reason"
+    """Why the session trace ended so (upstream's ``end_state_reason``): "exit status 3",
+    "ValueError: ...", "terminated by SIGTERM"."""
     LLM_USAGE_TOOL_COST = "gen_ai.usage.total_cost"
     HTTP_METHOD = "http.method"
     HTTP_URL = "http.url"

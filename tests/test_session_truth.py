@@ -106,10 +106,11 @@ def test_a_script_that_never_calls_end_trace_gets_the_end_state_of_its_exit(loca
     run = run_python(code, env=env_for(local_backend))
     assert run.returncode == returncode, run.stderr
     assert local_backend.wait_for_spans(1, timeout=5)
-    [session] = [s for s in local_backend.spans if s["name"] == "nightly-run"]
-    assert session["attributes"]["agentops.end_state"] == end_state
+    [session] = [s for s in local_backend.spans if s["name"] == "nightly-run.session"]
+    assert session["attributes"]["agentops.session.end_state"] == end_state
     assert session["status_code"] == status_code  # 1 OK, 2 ERROR
     assert session["status_message"] == message
+    assert session["attributes"].get("agentops.session.end_state_reason", "") == message
     events = [event["name"] for event in session["events"]]
     if scenario == "uncaught exception":
         [event] = session["events"]
@@ -132,8 +133,9 @@ def test_a_program_that_replaces_sys_excepthook_ends_indeterminate_not_success(l
     assert run.returncode == 1
     assert local_backend.wait_for_spans(1, timeout=5)
     [session] = local_backend.spans
-    assert session["attributes"]["agentops.end_state"] == "Indeterminate"
-    assert "exit cause unknown" in session["status_message"]
+    assert session["attributes"]["agentops.session.end_state"] == "Indeterminate"
+    assert session["status_code"] == 0  # UNSET: neither success nor failure is known
+    assert "exit cause unknown" in session["attributes"]["agentops.session.end_state_reason"]
 
 
 # -- sampling and OTEL_SDK_DISABLED --------------------------------------------------------
@@ -218,7 +220,7 @@ def test_tool_spans_in_a_thread_pool_are_children_of_the_session(local_backend):
     run = run_python(THREAD_PROGRAM.format(setting=""), env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(4, timeout=5)
-    [session] = [s for s in local_backend.spans if s["name"] == "with-tools"]
+    [session] = [s for s in local_backend.spans if s["name"] == "with-tools.session"]
     tools = [s for s in local_backend.spans if s["name"].startswith("tool-")]
     assert len(tools) == 3
     assert {s["trace_id"] for s in tools} == {session["trace_id"]}
@@ -230,7 +232,7 @@ def test_instrument_threading_false_leaves_threads_alone(local_backend):
                      env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(4, timeout=5)
-    [session] = [s for s in local_backend.spans if s["name"] == "with-tools"]
+    [session] = [s for s in local_backend.spans if s["name"] == "with-tools.session"]
     tools = [s for s in local_backend.spans if s["name"].startswith("tool-")]
     assert all(s["trace_id"] != session["trace_id"] for s in tools)
 
