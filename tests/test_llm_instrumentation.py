@@ -392,14 +392,17 @@ def facts_with(sessions, *, now, pending=0, instrument=True, libraries=None):
 def test_no_spans_finding_after_a_minute_with_only_the_root():
     session = {"name": "session", "trace_id": "ab" * 16, "started_at": 1000.0, "spans": 0}
     assert no_spans(facts_with([session], now=1059.0)) is None
-    issue, advice = no_spans(facts_with([session], now=1061.0))
+    finding = no_spans(facts_with([session], now=1061.0))
+    assert finding.code == "session.no_spans"
+    assert finding.evidence["trace_id"] == "ab" * 16
+    issue, advice = finding.issue, finding.recommendation
     assert issue.startswith("no spans recorded in this session")
     assert "ab" * 16 in issue and "61s" in issue
     assert "get_tracer" in advice and "no LLM instrumentor is active" in advice
     assert no_spans(facts_with([{**session, "spans": 1}], now=1061.0)) is None
     assert no_spans(facts_with([session], now=1061.0, pending=3)) is None
     assert "instrument_llm_calls is off" in no_spans(
-        facts_with([session], now=1061.0, instrument=False))[1]
+        facts_with([session], now=1061.0, instrument=False)).recommendation
 
 
 def test_no_spans_finding_from_a_real_client_and_gone_once_a_span_is_exported(local_backend):

@@ -22,6 +22,7 @@ from agentops.diagnostics.rules import (
     RULES,
     exporter_healthy,
     find,
+    no_spans,
     status_line,
 )
 
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from agentops.client import Client
 
 __all__ = ["diagnose", "collect", "find", "evaluate", "render", "Facts", "Finding",
-           "RULES", "AUTH_FAILURE_RULES", "NO_TOKEN", "CHECK_KEY", "HEALTHY", "NOT_INITIALIZED",
+           "RULES", "AUTH_FAILURE_RULES", "no_spans", "NO_TOKEN", "CHECK_KEY", "HEALTHY", "NOT_INITIALIZED",
            "CALL_INIT", "DASHBOARD_KEY_HINT", "PROXY_VARIABLES", "CA_VARIABLES", "ERROR",
            "WARNING", "INFO", "plural"]
 
