@@ -178,7 +178,7 @@ def test_bad_response_names_the_endpoint_and_suspects_a_proxy_or_wrong_url():
 
 
 def test_auth_connection_error_names_host_and_port_and_the_proxy_variables_set():
-    environ = {"HTTPS_PROXY": "http://user:secret@proxy:3128", "no_proxy": "localhost"}
+    environ = {"HTTPS_PROXY": "http://user:pr0xy-pa55@proxy:3128", "no_proxy": "localhost"}
     f = facts(failed(v.CONNECTION_ERROR, None, "could not connect to api.agentops.ai:443: "
                      "Connection refused", retrying=True), stats(), environ=environ)
     issue, advice = finding_about(f, "connection_error")
@@ -187,7 +187,7 @@ def test_auth_connection_error_names_host_and_port_and_the_proxy_variables_set()
     assert "HTTPS_PROXY" in advice and "no_proxy" in advice
     # the proxy in use is named, its credentials never
     assert "http://***@proxy:3128" in issue and "http://***@proxy:3128" in advice
-    assert "secret" not in issue + advice and "user" not in issue + advice
+    assert "pr0xy-pa55" not in issue + advice and "user" not in issue + advice
 
 
 def test_connection_error_without_proxy_variables_does_not_mention_proxies():

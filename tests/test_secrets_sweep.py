@@ -490,8 +490,9 @@ SCENARIOS: dict[str, Scenario] = {
     "key_refused_locally_fail_safe": Scenario(
         on_echo(AGENTOPS_API_KEY=NEAR_KEY, AGENTOPS_FAIL_SAFE="true"),
         auth_is("invalid_key_format")),
-    "key_refused_locally_config_error": Scenario(
-        on_echo(AGENTOPS_API_KEY=NEAR_KEY), auth_is(None, "disabled")),
+    # A key that is not a UUID never raises: authentication fails at once.
+    "key_refused_locally_without_fail_safe": Scenario(
+        on_echo(AGENTOPS_API_KEY=NEAR_KEY), auth_is("invalid_key_format")),
     # Faults below HTTP semantics (tests/hostile_server.py).
     "auth_body_drips_forever": Scenario(
         on_hostile(), auth_is(None, "pending"), fault=hostile.drip(interval=0.2), auth_wait=0.5,
