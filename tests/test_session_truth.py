@@ -578,3 +578,34 @@ def test_in_a_jupyter_kernel_the_url_line_is_output_of_the_cell_that_called_init
     in_init_cell = "".join(output.get(init_cell, []))
     assert "Session Replay" in in_init_cell and "authenticated" in in_init_cell, output
     assert "Session Replay" not in "".join(output.get(later_cell, []))
+
+
+def test_a_script_terminated_by_sigterm_ends_its_session_indeterminate(local_backend):
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+    import sys, time, agentops
+    agentops.init(trace_name="nightly-run", wait_for_auth=True)
+    print("READY", flush=True)
+    time.sleep(30)
+    """)
+    with subprocess.Popen([sys.executable, "-c", code], env=env_for(local_backend),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "READY"
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == -signal.SIGTERM
+    assert local_backend.wait_for_spans(1, timeout=5)
+    [session] = [s for s in local_backend.spans if s["name"] == "nightly-run.session"]
+    assert session["attributes"]["agentops.session.end_state"] == "Indeterminate"
+    assert session["attributes"]["agentops.session.end_state_reason"] == \
+        "terminated by SIGTERM"
+    assert session["status_code"] == 0  # UNSET
