@@ -615,3 +615,15 @@ def test_decorators_over_classmethods_and_staticmethods(local_backend):
         '{"args": ["k"], "kwargs": {}}'
     assert one(spans, "normalise.tool")["attributes"]["agentops.tool.output"] == "t"
     assert one(spans, "build.task")["attributes"]["agentops.task.output"] == "3"
+
+
+def test_configure_refuses_a_bad_value_at_once_and_keeps_nothing_of_that_call():
+    import pytest
+
+    import agentops
+
+    with pytest.raises(agentops.ConfigError, match="max_wait_time"):
+        agentops.configure(max_wait_time="soon", trace_name="kept-out")
+    pending = agentops.get_client()
+    assert isinstance(pending, agentops.UnstartedClient)
+    assert pending.config.trace_name == "session" and pending.config.max_wait_time == 5000
