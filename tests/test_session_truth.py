@@ -609,3 +609,49 @@ def test_a_script_terminated_by_sigterm_ends_its_session_indeterminate(local_bac
     assert session["attributes"]["agentops.session.end_state_reason"] == \
         "terminated by SIGTERM"
     assert session["status_code"] == 0  # UNSET
+
+
+# -- the README's URL lines are what programs print ----------------------------------------
+
+def _readme_url_lines() -> list[str]:
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    return [line for line in readme.splitlines()
+            if line.startswith("AgentOps: ") and "Session Replay" in line]
+
+
+def _shape(line: str) -> str:
+    """The line without its URL, numbers wildcarded (times and ratios vary per run)."""
+    text = line.rsplit("): ", 1)[0]
+    return re.sub(r"\d+(\.\d+)?", "N", text)
+
+
+# A program that lives until the receiver check answered (the documented steady state).
+SETTLED = "import time, agentops; agentops.init(wait_for_auth=True); time.sleep(1.5)"
+README_SCENARIOS = [
+    ("(authenticated)", {}, {}, SETTLED),
+    ("local only", {"api_key": None}, {}, "import agentops; agentops.init()"),
+    ("auth failed", {}, {"accepted_keys": []},
+     SETTLED),
+    ("the program ended", {}, {"auth_delay": 3.0},
+     "import time, agentops; agentops.init(shutdown_timeout=0.3); time.sleep(2.3)"),
+    ("not recorded", {"OTEL_TRACES_SAMPLER": "always_off"}, {},
+     SETTLED),
+    ("sampled", {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.999"}, {},
+     SETTLED),
+]
+
+
+@pytest.mark.parametrize("words, env, knobs, code", README_SCENARIOS,
+                         ids=[s[0] for s in README_SCENARIOS])
+def test_each_url_line_the_readme_shows_is_one_a_program_prints(local_backend, words, env,
+                                                                knobs, code):
+    [documented] = [line for line in _readme_url_lines() if words in line]
+    for knob, value in knobs.items():
+        setattr(local_backend, knob, value)
+    api_key = env.pop("api_key", "default") if "api_key" in env else "default"
+    run = run_python(code, env=env_for(local_backend, api_key=api_key, **env))
+    assert run.returncode == 0, run.stderr
+    [printed] = url_lines(run.stderr)
+    assert _shape(printed) == _shape(documented), (printed, documented)
