@@ -25,6 +25,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 import re
 import threading
 import uuid
@@ -73,6 +74,19 @@ class _Registry:
         self.pattern: re.Pattern[str] | None = None
         self.generation = 0
 
+    def after_fork(self) -> None:
+        """In a forked child: a fresh lock (a parent thread, the auth thread say, may have
+        held it at the fork) and the pattern rebuilt from every secret recorded so far."""
+        self._lock = threading.Lock()
+        self._compile()
+
+    def _compile(self) -> None:
+        # Longest first, so a secret that contains another is replaced whole.
+        ordered = sorted(self._labels, key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE) \
+            if ordered else None
+        self.generation += 1
+
     def add(self, value: str, label: str) -> None:
         folded = value.casefold()
         if len(value) < MIN_SECRET_LENGTH or self._labels.get(folded) == label:
@@ -82,16 +96,15 @@ class _Registry:
             if folded in self._labels and label == SECRET:
                 return
             self._labels[folded] = label
-            # Longest first, so a secret that contains another is replaced whole.
-            ordered = sorted(self._labels, key=len, reverse=True)
-            self.pattern = re.compile("|".join(map(re.escape, ordered)), re.IGNORECASE)
-            self.generation += 1
+            self._compile()
 
     def label(self, found: str) -> str:
         return self._labels.get(found.casefold(), SECRET)
 
 
 _registry = _Registry()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_registry.after_fork)
 
 
 def register_secret(value: str | None, label: str = SECRET) -> None:

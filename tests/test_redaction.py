@@ -247,3 +247,32 @@ def test_an_exception_message_is_redacted_before_it_is_cut_short():
     cause, detail = exception_cause(error, "http://127.0.0.1:1/v1/traces")
     assert cause == "connection_error"
     assert detail.endswith("x" * 10 + "<api key> ") and KEY[:4] not in detail
+
+
+def test_a_child_forked_while_a_secret_is_being_registered_can_still_register_and_redact():
+    import os
+    import sys
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    redaction.register_secret("before-the-fork-1a2b")
+    # The lock as a parent thread would hold it at the moment of the fork.
+    with redaction._registry._lock:
+        pid = os.fork()
+        if pid == 0:  # the child: must neither deadlock nor forget
+            try:
+                redaction.register_secret("after-the-fork-3c4d")
+                ok = redact("before-the-fork-1a2b after-the-fork-3c4d") == "*** ***"
+            finally:
+                os._exit(0 if ok else 1)
+    import signal
+    import time
+
+    deadline = time.monotonic() + 10
+    while (waited := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if waited[0] == 0:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        pytest.fail("the child deadlocked on the lock its parent's thread held at the fork")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0, sys.platform
