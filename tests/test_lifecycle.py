@@ -147,6 +147,8 @@ ROUNDS = 12
 def test_fork_right_after_init_leaves_children_that_authenticate_and_deliver(local_backend):
     # Each round is a fresh process that has not imported the SDK (forked from a parent
     # that never did), calls init and forks a Pool at once, while the auth thread runs.
+    # A child stuck on an import lock never delivers, whatever its budget; a generous budget
+    # keeps a slow but healthy child on a loaded machine from looking stuck.
     run = run_python(f"""
         import json, os, sys
         delivered = []
@@ -166,7 +168,8 @@ def test_fork_right_after_init_leaves_children_that_authenticate_and_deliver(loc
             _, status = os.waitpid(pid, 0)
             delivered.append(os.waitstatus_to_exitcode(status))
         print("ROUNDS", json.dumps(delivered))
-    """, env=env_for(local_backend, AGENTOPS_AUTH_TIMEOUT="5"), timeout=170)
+    """, env=env_for(local_backend, AGENTOPS_AUTH_TIMEOUT="10", AGENTOPS_SHUTDOWN_TIMEOUT="10"),
+        timeout=170)
     assert run.returncode == 0, run.stderr
     assert f"ROUNDS {json.dumps([0] * ROUNDS)}" in run.stdout
     local_backend.wait_for_spans(4 * ROUNDS, timeout=5)
