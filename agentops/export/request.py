@@ -89,8 +89,6 @@ class Outcome:
     rejected_spans: int = 0
     rejected_message: str | None = None
     retry_after: float | None = None
-    cut_short: bool = False
-    """True when the deadline ended the loop while the cause was still retryable."""
 
     @property
     def accepted(self) -> bool:
@@ -124,11 +122,6 @@ class ExitBudget:
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
-
-    @property
-    def exhausted(self) -> bool:
-        left = self.remaining()
-        return left is not None and left <= 0
 
     def limit(self, deadline: float) -> float:
         """``deadline`` (monotonic), shortened to the exit budget once the exit began."""
@@ -283,10 +276,10 @@ class OTLPRequestLoop:
         spent = why or ("exit budget spent" if exit_budget else "export_timeout spent")
         if last is None:
             return Outcome(v.SHUTDOWN, f"not sent before the deadline ({spent})",
-                           attempts=0, elapsed=elapsed, cut_short=True)
+                           attempts=0, elapsed=elapsed)
         detail = (f"{last.detail} (after {attempts} attempt{'s' if attempts != 1 else ''} "
                   f"over {elapsed:.1f} s, {spent})")
-        return _with(last, detail=detail, attempts=attempts, elapsed=elapsed, cut_short=True)
+        return _with(last, detail=detail, attempts=attempts, elapsed=elapsed)
 
     def _attempt(self, payload: bytes, token: str | None,
                  deadline: Callable[[], float]) -> Outcome:
