@@ -123,6 +123,13 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
     settings a new client takes over and the previous one delivers its queue within
     ``shutdown_timeout``. Threads calling init at once get one client. The order of a
     process's events (fork, SIGTERM, exit) is described in ``agentops.lifecycle``.
+
+    Each setting's type, default, environment variable and meaning are declared once, on
+    ``agentops.Config`` (the README's settings table lists them). The keywords here are
+    written out rather than generated from that declaration so that IDEs, type checkers and
+    ``help()`` show them, and upstream's keep their positions; None means "not given" (the
+    environment variable, then the declared default, applies). tests/test_config.py checks
+    that they name every declared setting, with a type that admits the declared one.
     """
     arguments = {name: value for name, value in locals().items()
                  if name not in ("kwargs", "tags", *UPSTREAM_NO_OP_ARGUMENTS)

@@ -21,6 +21,7 @@ from typing import Any
 
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
+from agentops.config import Config
 from agentops.redaction import redacted_repr, register_token
 
 logger = logging.getLogger("agentops")
@@ -75,7 +76,7 @@ class AuthSnapshot:
 
 class AuthTracker:
     def __init__(self, api: AgentOpsAPI | None, api_key: str | None, *,
-                 auth_timeout: float = 5.0, request_timeout: float | None = None,
+                 auth_timeout: float = Config.auth_timeout, request_timeout: float | None = None,
                  key_error: str | None = None) -> None:
         self._api = api
         self._api_key = api_key

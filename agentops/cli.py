@@ -24,7 +24,7 @@ import requests
 
 from agentops import terminal
 from agentops.auth import iso
-from agentops.config import DEFAULT_EXPORTER_ENDPOINT, SETTINGS
+from agentops.config import DEFAULT_API_ENDPOINT, DEFAULT_EXPORTER_ENDPOINT, SETTINGS
 from agentops.diagnostics import CA_VARIABLES, PROXY_VARIABLES
 from agentops.helpers.debug_session import (
     mask_url_credentials,
@@ -125,12 +125,9 @@ def configuration(connectivity: Mapping[str, Any]) -> list[dict[str, Any]]:
     problems = connectivity.get("config_errors") or {}
     rows = []
     for setting in SETTINGS:
-        default = setting.default
-        if setting.name == "log_level":
-            default = "INFO"
         row: dict[str, Any] = {"name": setting.name, "value": public.get(setting.name),
                                "source": sources.get(setting.name, "default"),
-                               "env": setting.env, "default": default}
+                               "env": setting.env, "default": setting.show(setting.default)}
         if setting.name in problems:
             row["error"] = problems[setting.name]
         rows.append(row)
@@ -250,10 +247,10 @@ def _parser() -> argparse.ArgumentParser:
                     "2 usage error.")
     doctor.add_argument("--api-key", help="project API key (default: AGENTOPS_API_KEY)")
     doctor.add_argument("--endpoint", help="API base URL (default: AGENTOPS_API_ENDPOINT or "
-                                           "https://api.agentops.ai)")
+                                           f"{DEFAULT_API_ENDPOINT})")
     doctor.add_argument("--exporter-endpoint",
                         help="OTLP traces URL (default: AGENTOPS_EXPORTER_ENDPOINT or "
-                             "https://otlp.agentops.ai/v1/traces)")
+                             f"{DEFAULT_EXPORTER_ENDPOINT})")
     doctor.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
                         help=f"seconds the whole test may take (default {DEFAULT_TIMEOUT:g})")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")

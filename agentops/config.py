@@ -1,7 +1,9 @@
 """Configuration: keyword arguments win over environment variables, which win over defaults.
 
-Every setting is declared once in ``SETTINGS``; validation, the README table and
-``agentops doctor`` (which shows where each value came from) all read from it.
+Every setting is declared once, as a field of ``Config`` (name, type, default, env var,
+check, doc); ``SETTINGS`` is derived from those fields, and validation, ``configure`` and
+``agentops doctor`` (which shows where each value came from) read from it. ``init``'s
+keywords and the README table are checked against it by tests/test_config.py.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import logging
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import MISSING, Field, dataclass, field, fields
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from agentops.redaction import (
@@ -29,6 +31,8 @@ logger = logging.getLogger("agentops")
 DEFAULT_API_ENDPOINT = "https://api.agentops.ai"
 DEFAULT_APP_URL = "https://app.agentops.ai"
 DEFAULT_EXPORTER_ENDPOINT = "https://otlp.agentops.ai/v1/traces"
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -204,73 +208,6 @@ def _directory(name: str, value: Any) -> str | None:
     return os.path.abspath(os.path.expanduser(text)) if text else None
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    env: str
-    default: Any
-    parse: Callable[[str, Any], Any]
-    help: str
-    from_env: Callable[[str], Any] = str
-    """Turns the env var's text into what ``parse`` takes."""
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("api_key", "AGENTOPS_API_KEY", None, _api_key,
-            "Project API key (a UUID). Without one, spans stay local and nothing is sent."),
-    Setting("endpoint", "AGENTOPS_API_ENDPOINT", DEFAULT_API_ENDPOINT, _url,
-            "AgentOps API base URL (token exchange)."),
-    Setting("app_url", "AGENTOPS_APP_URL", DEFAULT_APP_URL, _url,
-            "Dashboard base URL used in session links."),
-    Setting("exporter_endpoint", "AGENTOPS_EXPORTER_ENDPOINT", DEFAULT_EXPORTER_ENDPOINT, _url,
-            "OTLP/HTTP traces URL."),
-    Setting("max_wait_time", "AGENTOPS_MAX_WAIT_TIME", 5000, _count(3_600_000),
-            "Milliseconds between batch exports."),
-    Setting("max_queue_size", "AGENTOPS_MAX_QUEUE_SIZE", 2048, _count(10_000_000),
-            "Finished spans held for export; beyond it spans are dropped and counted "
-            "as queue_overflow."),
-    Setting("default_tags", "AGENTOPS_DEFAULT_TAGS", [], _tags,
-            "Tags added to every session trace (env: comma-separated).", _comma_separated),
-    Setting("trace_name", "AGENTOPS_TRACE_NAME", "session", _text,
-            "Name of the session trace started by init."),
-    Setting("auto_start_session", "AGENTOPS_AUTO_START_SESSION", True, _flag,
-            "Start a session trace in init."),
-    Setting("log_level", "AGENTOPS_LOG_LEVEL", logging.INFO, _log_level,
-            "Level of the 'agentops' logger."),
-    Setting("fail_safe", "AGENTOPS_FAIL_SAFE", False, _flag,
-            "Log configuration errors instead of raising; the SDK then runs local-only."),
-    Setting("log_session_replay_url", "AGENTOPS_LOG_SESSION_REPLAY_URL", True, _flag,
-            "Log the session URL line with its status marker."),
-    Setting("instrument_llm_calls", "AGENTOPS_INSTRUMENT_LLM_CALLS", True, _flag,
-            "Record LLM calls (openai, anthropic) through their OpenTelemetry instrumentors; "
-            "false deactivates those the SDK activated."),
-    Setting("capture_content", "AGENTOPS_CAPTURE_CONTENT", True, _flag,
-            "Record prompts and completions on LLM spans."),
-    Setting("instrument_threading", "AGENTOPS_INSTRUMENT_THREADING", True, _flag,
-            "Carry the current context into threads and ThreadPoolExecutor tasks, so "
-            "their spans stay in the session trace (opentelemetry-instrumentation-threading)."),
-    Setting("wait_for_auth", "AGENTOPS_WAIT_FOR_AUTH", False, _flag,
-            "Make init wait (at most auth_timeout) for the authentication outcome."),
-    Setting("auth_timeout", "AGENTOPS_AUTH_TIMEOUT", 5.0, _seconds,
-            "Seconds spans are held, and the URL line waits, for authentication."),
-    Setting("shutdown_timeout", "AGENTOPS_SHUTDOWN_TIMEOUT", 2.0, _seconds,
-            "Seconds allowed at exit to end traces and deliver what is left."),
-    Setting("export_timeout", "AGENTOPS_EXPORT_TIMEOUT", 10.0, _seconds,
-            "Seconds one batch export may take, retries included."),
-    Setting("offline_storage", "AGENTOPS_OFFLINE_STORAGE", True, _flag,
-            "Keep batches that failed for a transient cause on disk; a later run (or "
-            "`agentops flush`) sends them."),
-    Setting("storage_directory", "AGENTOPS_STORAGE_DIRECTORY", None, _directory,
-            "Directory of the offline storage (default: the user cache directory, "
-            "subfolder agentops)."),
-    Setting("handle_sigterm", "AGENTOPS_HANDLE_SIGTERM", True, _flag,
-            "When the program has no SIGTERM handler, deliver within shutdown_timeout on "
-            "SIGTERM, then end as killed by it."),
-)
-
-_BY_NAME = {setting.name: setting for setting in SETTINGS}
-
-
 def mask_secret(secret: str | None) -> str | None:
     """At most the first and last four characters; short secrets are hidden entirely."""
     if not secret:
@@ -280,31 +217,121 @@ def mask_secret(secret: str | None) -> str | None:
     return f"{secret[:4]}...{secret[-4:]}"
 
 
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _setting(default: T, env: str, parse: Callable[[str, Any], T], doc: str, *,
+             from_env: Callable[[str], Any] = str, show: Callable[[T], Any] = _as_is,
+             secret: bool = False) -> T:
+    """Declare a setting as a field of ``Config``: its default, environment variable, check
+    (``parse(label, value)`` returns the value to keep or raises ConfigError), documentation,
+    how the env var's text becomes what ``parse`` takes (``from_env``), how its value is shown
+    in reports (``show``), and whether it stays out of the repr (``secret``).
+
+    Returns a ``dataclasses.Field`` typed as the default, as ``dataclasses.field`` is, so a
+    type checker holds the default and the check's result to the field's annotation.
+    """
+    metadata = {"env": env, "parse": parse, "doc": doc, "from_env": from_env, "show": show}
+    if isinstance(default, list):
+        # A list default is copied for each Config, never shared.
+        return cast(T, field(default_factory=lambda: list(default), repr=not secret,
+                             metadata=metadata))
+    return cast(T, field(default=default, repr=not secret, metadata=metadata))
+
+
 @redacted_repr
 @dataclass(frozen=True)
 class Config:
-    api_key: str | None = field(default=None, repr=False)
-    endpoint: str = DEFAULT_API_ENDPOINT
-    app_url: str = DEFAULT_APP_URL
-    exporter_endpoint: str = DEFAULT_EXPORTER_ENDPOINT
-    max_wait_time: int = 5000
-    max_queue_size: int = 2048
-    default_tags: list[str] = field(default_factory=list)
-    trace_name: str = "session"
-    auto_start_session: bool = True
-    log_level: int = logging.INFO
-    fail_safe: bool = False
-    log_session_replay_url: bool = True
-    instrument_llm_calls: bool = True
-    capture_content: bool = True
-    instrument_threading: bool = True
-    wait_for_auth: bool = False
-    auth_timeout: float = 5.0
-    shutdown_timeout: float = 2.0
-    export_timeout: float = 10.0
-    offline_storage: bool = True
-    storage_directory: str | None = None
-    handle_sigterm: bool = True
+    """The effective settings, and the one declaration of every setting: each field's name
+    is the ``init`` keyword, its annotation the type, and ``_setting(...)`` gives the
+    default, the environment variable, the check and the documentation.
+
+    ``SETTINGS`` is derived from these fields and drives ``resolve``, ``configure``'s
+    accepted names and ``agentops doctor``. ``init``'s keywords and the README's settings
+    table are written out for readers and IDEs; tests/test_config.py checks that both agree
+    with this declaration on every setting, type, environment variable and default.
+    """
+
+    api_key: str | None = _setting(
+        None, "AGENTOPS_API_KEY", _api_key,
+        "Project API key (a UUID). Without one, spans stay local and nothing is sent.",
+        secret=True)
+    endpoint: str = _setting(
+        DEFAULT_API_ENDPOINT, "AGENTOPS_API_ENDPOINT", _url,
+        "AgentOps API base URL (token exchange).")
+    app_url: str = _setting(
+        DEFAULT_APP_URL, "AGENTOPS_APP_URL", _url,
+        "Dashboard base URL used in session links.")
+    exporter_endpoint: str = _setting(
+        DEFAULT_EXPORTER_ENDPOINT, "AGENTOPS_EXPORTER_ENDPOINT", _url,
+        "OTLP/HTTP traces URL.")
+    max_wait_time: int = _setting(
+        5000, "AGENTOPS_MAX_WAIT_TIME", _count(3_600_000),
+        "Milliseconds between batch exports.")
+    max_queue_size: int = _setting(
+        2048, "AGENTOPS_MAX_QUEUE_SIZE", _count(10_000_000),
+        "Finished spans held for export; beyond it spans are dropped and counted as "
+        "`queue_overflow`.")
+    default_tags: list[str] = _setting(
+        [], "AGENTOPS_DEFAULT_TAGS", _tags,
+        "Tags added to every session trace (a list; the env var is comma-separated).",
+        from_env=_comma_separated)
+    trace_name: str = _setting(
+        "session", "AGENTOPS_TRACE_NAME", _text,
+        "Name of the session trace started by `init`.")
+    auto_start_session: bool = _setting(
+        True, "AGENTOPS_AUTO_START_SESSION", _flag,
+        "Start a session trace in `init`.")
+    log_level: int = _setting(
+        logging.INFO, "AGENTOPS_LOG_LEVEL", _log_level,
+        "Level of the `agentops` logger.",
+        show=logging.getLevelName)
+    fail_safe: bool = _setting(
+        False, "AGENTOPS_FAIL_SAFE", _flag,
+        "Log configuration errors instead of raising (an API key that is not a UUID never "
+        "raises: authentication fails with `invalid_key_format`).")
+    log_session_replay_url: bool = _setting(
+        True, "AGENTOPS_LOG_SESSION_REPLAY_URL", _flag,
+        "Log the session URL line with its status marker.")
+    instrument_llm_calls: bool = _setting(
+        True, "AGENTOPS_INSTRUMENT_LLM_CALLS", _flag,
+        "Record LLM calls (openai, anthropic) through their OpenTelemetry instrumentors; "
+        "`false` deactivates those the SDK activated.")
+    capture_content: bool = _setting(
+        True, "AGENTOPS_CAPTURE_CONTENT", _flag,
+        "Record prompts and completions on LLM spans (upstream records them by default).")
+    instrument_threading: bool = _setting(
+        True, "AGENTOPS_INSTRUMENT_THREADING", _flag,
+        "Carry the current context into threads and `ThreadPoolExecutor` tasks (with "
+        "`opentelemetry-instrumentation-threading`), so their spans stay in the session "
+        "trace.")
+    wait_for_auth: bool = _setting(
+        False, "AGENTOPS_WAIT_FOR_AUTH", _flag,
+        "Make `init` wait, at most `auth_timeout`, for the authentication outcome.")
+    auth_timeout: float = _setting(
+        5.0, "AGENTOPS_AUTH_TIMEOUT", _seconds,
+        "Seconds spans are held, and the URL line waits, for authentication.")
+    shutdown_timeout: float = _setting(
+        2.0, "AGENTOPS_SHUTDOWN_TIMEOUT", _seconds,
+        "Seconds allowed at exit to end session traces and deliver what is left.")
+    export_timeout: float = _setting(
+        10.0, "AGENTOPS_EXPORT_TIMEOUT", _seconds,
+        "Seconds one batch export may take, retries included.")
+    offline_storage: bool = _setting(
+        True, "AGENTOPS_OFFLINE_STORAGE", _flag,
+        "Keep batches that failed for a transient cause on disk; a later run (or "
+        "`agentops flush`) sends them.")
+    storage_directory: str | None = _setting(
+        None, "AGENTOPS_STORAGE_DIRECTORY", _directory,
+        "Directory of the offline storage; none means the user cache directory's "
+        "`agentops` folder (`platformdirs.user_cache_dir`, e.g. `~/.cache/agentops` on "
+        "Linux).")
+    handle_sigterm: bool = _setting(
+        True, "AGENTOPS_HANDLE_SIGTERM", _flag,
+        "When the program has no SIGTERM handler of its own, deliver within "
+        "`shutdown_timeout` on SIGTERM, then end as killed by it.")
+
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
     """Where each value came from: 'argument', 'env:NAME' or 'default'."""
     errors: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -326,10 +353,8 @@ class Config:
     def public(self) -> dict[str, Any]:
         """The effective settings with the API key masked and URLs redacted, for reports and
         support tickets."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)
-                  if f.name not in ("sources", "errors", "error_sources")}
-        values["log_level"] = logging.getLevelName(self.log_level)
-        values = redact_data(values)
+        values = redact_data({setting.name: setting.show(getattr(self, setting.name))
+                              for setting in SETTINGS})
         values["api_key"] = self.api_key_masked
         return values
 
@@ -365,8 +390,7 @@ class Config:
         error_sources: dict[str, str] = {}
         for setting in SETTINGS:
             if setting.name not in raw:
-                values[setting.name] = setting.default
-                sources[setting.name] = "default"
+                sources[setting.name] = "default"  # the field's default applies
                 continue
             value, source = raw[setting.name]
             label = setting.name if source == "argument" else f"{setting.name} ({setting.env})"
@@ -379,7 +403,6 @@ class Config:
                     raise
                 errors[setting.name] = str(error)
                 error_sources[setting.name] = source
-                values[setting.name] = setting.default
                 sources[setting.name] = "default"
         values["fail_safe"] = fail_safe
         config = cls(**values, sources=sources, errors=errors, error_sources=error_sources)
@@ -397,6 +420,33 @@ class Config:
                     "use https", name, host)
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One setting as a field of ``Config`` declares it (see ``_setting``)."""
+
+    name: str
+    env: str
+    default: Any
+    parse: Callable[[str, Any], Any]
+    help: str
+    from_env: Callable[[str], Any] = str
+    """Turns the env var's text into what ``parse`` takes."""
+    show: Callable[[Any], Any] = _as_is
+    """The value as reports show it (``log_level``: the level's name)."""
+
+
+def _declared(spec: Field[Any]) -> Setting:
+    default = spec.default if spec.default_factory is MISSING else spec.default_factory()
+    meta = spec.metadata
+    return Setting(spec.name, meta["env"], default, meta["parse"], meta["doc"],
+                   meta["from_env"], meta["show"])
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    _declared(spec) for spec in fields(Config) if "env" in spec.metadata)
+"""Every setting in declaration order, derived from ``Config``'s fields."""
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -405,6 +455,3 @@ def is_loopback(host: str) -> bool:
     except ValueError:
         return False
 
-
-def setting(name: str) -> Setting:
-    return _BY_NAME[name]

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
+import re
+import types
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import pytest
 
@@ -109,12 +115,69 @@ def test_env_tags_are_comma_separated():
     assert Config.resolve(environ={"AGENTOPS_DEFAULT_TAGS": "a, b,,c"}).default_tags == ["a", "b", "c"]
 
 
-def test_readme_documents_every_setting_with_its_env_var():
-    from pathlib import Path
+UPSTREAM_INIT_ARGUMENTS = (
+    "api_key", "endpoint", "app_url", "max_wait_time", "max_queue_size", "tags",
+    "default_tags", "trace_name", "instrument_llm_calls", "auto_start_session", "auto_init",
+    "skip_auto_end_session", "env_data_opt_out", "log_level", "fail_safe",
+    "log_session_replay_url", "exporter_endpoint")
+"""Upstream agentops 0.4's ``init`` parameters, in order (agentops/__init__.py upstream)."""
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+
+def _members(annotation: Any) -> set[Any]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        return set(get_args(annotation))
+    return {annotation}
+
+
+def test_init_takes_every_declared_setting_as_a_keyword_that_defaults_to_not_given():
+    parameters = inspect.signature(agentops.init).parameters
+    hints = get_type_hints(agentops.init, localns={"Session": object})
+    declared = get_type_hints(Config)
+    extras = {"tags", *agentops.UPSTREAM_NO_OP_ARGUMENTS}
+    named = [name for name, p in parameters.items() if p.kind is not p.VAR_KEYWORD]
+    assert set(named) == {s.name for s in SETTINGS} | extras
+    assert parameters["kwargs"].kind is inspect.Parameter.VAR_KEYWORD
     for setting in SETTINGS:
-        assert f"| `{setting.name}` | `{setting.env}` |" in readme, setting.name
+        assert parameters[setting.name].default is None, setting.name
+        # init may take more forms than Config keeps (log_level: a name or a number).
+        accepted = _members(hints[setting.name])
+        assert _members(declared[setting.name]) | {type(None)} <= accepted, setting.name
+
+
+def test_upstream_init_arguments_keep_their_names_and_positions():
+    parameters = list(inspect.signature(agentops.init).parameters)
+    assert parameters[:len(UPSTREAM_INIT_ARGUMENTS)] == list(UPSTREAM_INIT_ARGUMENTS)
+
+
+def _readme_settings_rows() -> list[list[str]]:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    assert lines[0] == "| argument | environment variable | default | meaning |"
+    return [line.strip("|").strip().split(" | ") for line in lines[2:]]
+
+
+def _as_the_readme_shows(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    if isinstance(value, list):
+        return f"`{json.dumps(value)}`"
+    return f"`{value}`"
+
+
+def test_readme_table_lists_every_setting_with_its_env_var_default_and_meaning_as_declared():
+    rows = _readme_settings_rows()
+    assert [row[0] for row in rows] == [f"`{s.name}`" for s in SETTINGS]
+    for (name, env, default, meaning), setting in zip(rows, SETTINGS):
+        assert env == f"`{setting.env}`", setting.name
+        assert default == _as_the_readme_shows(setting.show(setting.default)), setting.name
+        # The README may add a link to the section that says more.
+        assert re.fullmatch(re.escape(setting.help) + r"( See \[[^\]]+\]\(#[a-z-]+\)\.)?",
+                            meaning), (setting.name, meaning)
 
 
 def test_key_is_kept_in_the_canonical_uuid_form_the_api_expects():
