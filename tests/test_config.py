@@ -172,7 +172,7 @@ def _as_the_readme_shows(value: Any) -> str:
 def test_readme_table_lists_every_setting_with_its_env_var_default_and_meaning_as_declared():
     rows = _readme_settings_rows()
     assert [row[0] for row in rows] == [f"`{s.name}`" for s in SETTINGS]
-    for (name, env, default, meaning), setting in zip(rows, SETTINGS):
+    for (_name, env, default, meaning), setting in zip(rows, SETTINGS, strict=True):
         assert env == f"`{setting.env}`", setting.name
         assert default == _as_the_readme_shows(setting.show(setting.default)), setting.name
         # The README may add a link to the section that says more.
