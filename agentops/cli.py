@@ -27,10 +27,10 @@ from agentops.auth import iso
 from agentops.config import DEFAULT_API_ENDPOINT, DEFAULT_EXPORTER_ENDPOINT, SETTINGS
 from agentops.diagnostics import CA_VARIABLES, PROXY_VARIABLES
 from agentops.helpers.debug_session import (
-    mask_url_credentials,
     print_connectivity_test_results,
     test_session_connectivity,
 )
+from agentops.http import mask_url_credentials
 from agentops.redaction import redact, redact_data
 
 DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agentops import terminal
+from agentops.helpers.connectivity.render import render_json
 from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
                                         endpoint=args.endpoint,
                                         exporter_endpoint=args.exporter_endpoint)
     if args.json:
-        print(json.dumps(results, indent=2))  # already redacted, as every result is
+        print(render_json(results))
     else:
         print_connectivity_test_results(results)
     return 0 if results["test_passed"] else 1
