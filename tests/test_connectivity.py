@@ -11,10 +11,16 @@ import uuid
 
 import pytest
 
+from agentops.config import Config
+from agentops.helpers.connectivity.probe import Deadline
+from agentops.helpers.connectivity.records import StepResult
+from agentops.helpers.connectivity.render import render_json
+from agentops.helpers.connectivity.steps import STEPS, Context, Requirement, Step, run_steps
 from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
 )
+from tests import hostile_server as hostile
 from tests.conftest import SDK_ENV_PREFIXES, clean_env, free_port, run_python
 
 STEP_NAMES = ["configuration", "api_reachable", "token_exchange", "token_verified",
@@ -342,3 +348,166 @@ def test_running_session_is_not_disturbed_and_still_delivers_afterwards(local_ba
     assert test_spans[0]["resource"]["service.name"] == "agentops-connectivity-test"
     assert local_backend.wait_for_spans(4, timeout=5)
     assert {"before-test", "after-test", "session.session"} <= set(local_backend.span_names)
+
+
+# -- the table of steps, its runner and its renderer --------------------------------------
+
+
+def test_the_results_steps_are_the_tables_rows_in_order_with_the_tables_titles(local_backend):
+    results = run_test(local_backend, api_key=str(uuid.uuid4()))
+
+    assert [(s["name"], s["title"]) for s in results["steps"]] == \
+        [(row.name, row.title) for row in STEPS]
+    assert [row.name for row in STEPS] == STEP_NAMES
+
+
+def test_the_runner_skips_a_step_whose_requirement_is_unmet_saying_why_and_stamps_each_result():
+    seen: list[str] = []
+
+    def passes(ctx):
+        seen.append("first")
+        return StepResult.passed("fine", answer=42)
+
+    def fails(ctx):
+        seen.append("second")
+        return StepResult.failed("timeout", "too slow")
+
+    def never(ctx):
+        seen.append("never")
+        return StepResult.passed("should not run")
+
+    table = (
+        Step("first", "First step", passes, uses_network=False),
+        Step("second", "Second step", fails, (
+            Requirement(lambda ctx: ctx.passed("first"), "first failed", after="first"),)),
+        Step("third", "Third step", never, (
+            Requirement(lambda ctx: ctx.passed("second"), "second failed", after="second"),)),
+        Step("fourth", "Fourth step", never, (
+            Requirement(lambda ctx: ctx.passed("third"), "third failed", after="third"),)),
+    )
+    ctx = Context(Config.resolve({}, check_all=True), {}, Deadline(10))
+
+    run_steps(ctx, table)
+
+    assert seen == ["first", "second"]
+    shapes = [result.as_dict() for result in ctx.results]
+    assert shapes[0]["name"] == "first" and shapes[0]["title"] == "First step"
+    assert shapes[0]["status"] == "passed" and shapes[0]["answer"] == 42
+    assert isinstance(shapes[0]["duration_ms"], float) and "reason" not in shapes[0]
+    assert (shapes[1]["status"], shapes[1]["reason"], shapes[1]["detail"]) == \
+        ("failed", "timeout", "too slow")
+    assert shapes[2] == {"name": "third", "title": "Third step", "status": "skipped",
+                         "duration_ms": 0.0, "detail": "not run: second failed"}
+    assert shapes[3]["detail"] == 'not run: needs "Third step", which did not run'
+
+
+def test_only_network_steps_are_skipped_once_the_time_limit_has_run_out():
+    table = (Step("network", "Network", lambda ctx: StepResult.passed("sent")),
+             Step("local", "Local", lambda ctx: StepResult.passed("read"), uses_network=False))
+    ctx = Context(Config.resolve({}, check_all=True), {}, Deadline(0.0))
+
+    run_steps(ctx, table)
+
+    assert [(r.name, r.status) for r in ctx.results] == [("network", "skipped"),
+                                                         ("local", "passed")]
+    assert ctx.results[0].detail == "not run: the 0s time limit ran out during earlier steps"
+    assert ctx.out_of_time == ["network"]
+
+
+def test_a_time_limit_spent_before_the_network_steps_says_so_and_blames_nothing_else(
+        local_backend):
+    results = run_test(local_backend, timeout=1e-6)
+
+    assert statuses(results) == {
+        "configuration": "passed", "api_reachable": "skipped", "token_exchange": "skipped",
+        "token_verified": "skipped", "otlp_reachable": "skipped", "span_export": "skipped"}
+    assert step(results, "api_reachable")["detail"] == \
+        "not run: the 1e-06s time limit ran out during earlier steps"
+    assert step(results, "token_exchange")["detail"] == \
+        'not run: needs "API endpoint reachable", which did not run'
+    assert step(results, "token_verified")["detail"] == \
+        'not run: needs "Token exchange", which did not run'
+    # A key was given: that nothing authenticated is no "no API key" finding.
+    assert [f["code"] for f in results["findings"]] == ["connectivity.out_of_time"]
+    assert results["issues"] == [
+        "The connectivity test ran out of time (1e-06s) before step 2 (API endpoint reachable)"]
+    assert results["test_passed"] is False
+    assert local_backend.auth_requests == []
+
+
+@pytest.mark.parametrize("timeout", ["soon", "15", 0, -1, float("nan"), float("inf"), True])
+def test_a_timeout_that_is_not_a_positive_number_is_refused_saying_what_to_pass(timeout):
+    results = test_session_connectivity(api_key=str(uuid.uuid4()), timeout=timeout)
+
+    assert results["test_passed"] is False and results["steps"] == []
+    assert [f["code"] for f in results["findings"]] == ["connectivity.invalid_timeout"]
+    assert results["issues"] == [
+        "The connectivity test did not run: timeout must be a positive number of seconds, "
+        f"got {timeout!r}"]
+    assert results["recommendations"] == [
+        "Pass timeout as a positive number of seconds (the default is 15)"]
+    json.dumps(results, allow_nan=False)
+
+
+@pytest.fixture(scope="module")
+def tls_certificate(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tls")
+    context = hostile.self_signed_context(directory)
+    if context is None:
+        pytest.skip("no way to make a self-signed certificate: neither the cryptography "
+                    "package nor the openssl command is available")
+    return context, directory / "cert.pem"
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_the_tls_step_trusts_exactly_the_ca_bundle_requests_would(tls_certificate, monkeypatch,
+                                                                   trusted):
+    context, certificate = tls_certificate
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    if trusted:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate))
+
+    with hostile.HostileServer(hostile.answer_ok, tls_context=context) as server:
+        results = test_session_connectivity(
+            api_key=str(uuid.uuid4()), endpoint=server.url, timeout=10,
+            exporter_endpoint=f"http://127.0.0.1:{free_port()}/v1/traces")
+
+    reachable = step(results, "api_reachable")
+    subs = {sub["name"]: sub for sub in reachable["substeps"]}
+    if trusted:
+        assert reachable["status"] == "passed" and reachable["http_status"] == 200
+        assert list(subs) == ["dns", "tcp", "tls", "http"]
+        assert subs["tls"]["detail"].startswith("TLSv1")
+    else:
+        assert (reachable["status"], reachable["reason"]) == ("failed", "tls_error")
+        assert list(subs) == ["dns", "tcp", "tls"] and subs["tls"]["status"] == "failed"
+        assert reachable["detail"].startswith("TLS handshake with 127.0.0.1 failed: ")
+        assert "certificate" in reachable["detail"]
+
+
+def test_the_report_of_a_result_read_back_from_json_is_the_same_report(local_backend):
+    results = run_test(local_backend, api_key=str(uuid.uuid4()))
+    direct, reread = io.StringIO(), io.StringIO()
+
+    print_connectivity_test_results(results, file=direct)
+    print_connectivity_test_results(json.loads(render_json(results)), file=reread)
+
+    assert reread.getvalue() == direct.getvalue()
+    assert "\u2717 3. Token exchange" in direct.getvalue()
+
+
+def test_both_renderings_redact_what_they_are_given():
+    token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJwcm9qZWN0X2lkIjoicCJ9.c2lnbmF0dXJl"
+    results = {"steps": [{"name": "token_exchange", "title": "Token exchange",
+                          "status": "failed", "detail": f"the API echoed {token}"}],
+               "issues": [f"proxy http://bob:hunter2@proxy.example:3128 refused {token}"]}
+    text = io.StringIO()
+
+    print_connectivity_test_results(results, file=text)
+    shown = render_json(results)
+
+    for output in (text.getvalue(), shown):
+        assert "eyJ" not in output and "hunter2" not in output
+        assert "the API echoed" in output and "proxy.example:3128" in output
+    assert json.loads(shown)["steps"][0]["status"] == "failed"

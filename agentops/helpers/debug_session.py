@@ -15,6 +15,7 @@ never answers: every network operation gets only the time that is left.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Mapping
@@ -50,7 +51,8 @@ def test_session_connectivity(api_key: str | None = None, timeout: float = 15,
     """Check, step by step, that session data can reach AgentOps; never raises.
 
     Unset arguments come from AGENTOPS_* environment variables, then the defaults, as in
-    ``agentops.init``. ``timeout`` is in seconds, for the whole test.
+    ``agentops.init``. ``timeout`` is in seconds, for the whole test; anything but a positive
+    number gives a result whose finding ``connectivity.invalid_timeout`` says so.
 
     The result, JSON-serialisable: ``test_passed`` (bool); ``steps``, one dict per step
     that ran or was skipped, in table order (``StepResult.as_dict()``: ``name``, ``title``,
@@ -74,6 +76,15 @@ def _collect(api_key: str | None, timeout: float, endpoint: str | None,
              exporter_endpoint: str | None, app_url: str | None) -> dict[str, Any]:
     began = time.time()
     started = time.monotonic()
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not 0 < timeout < math.inf:
+        results = _empty(began, None)  # NaN or infinity would make the result invalid JSON
+        _add(results, Finding(
+            "connectivity.invalid_timeout", ERROR, {"timeout": repr(timeout)},
+            f"The connectivity test did not run: timeout must be a positive number of "
+            f"seconds, got {timeout!r}",
+            "Pass timeout as a positive number of seconds (the default is 15)"))
+        return results
     try:
         deadline = Deadline(float(timeout))
         config, problems = resolve_settings(api_key=api_key, endpoint=endpoint,
@@ -114,7 +125,7 @@ def _collect(api_key: str | None, timeout: float, endpoint: str | None,
     return results
 
 
-def _empty(began: float, timeout: float) -> dict[str, Any]:
+def _empty(began: float, timeout: float | None) -> dict[str, Any]:
     return {"test_passed": False, "steps": [], "findings": [], "issues": [],
             "recommendations": [], "session_url": None, "timeout": timeout,
             "started_at": iso(began)}

@@ -88,8 +88,13 @@ class Context:
     def __post_init__(self) -> None:
         self.api = AgentOpsAPI(self.config.endpoint)
 
+    def result(self, name: str) -> StepResult | None:
+        """The result of the step ``name``, if it has run (or was skipped)."""
+        return next((result for result in self.results if result.name == name), None)
+
     def passed(self, name: str) -> bool:
-        return any(result.name == name and result.ok for result in self.results)
+        found = self.result(name)
+        return found is not None and found.ok
 
 
 def _failed_auth(reason: str, http_status: int | None, detail: str,
@@ -314,10 +319,21 @@ def export_test_span(ctx: Context) -> StepResult:
 @dataclass(frozen=True)
 class Requirement:
     """A step runs only when ``met(context)``; otherwise it is skipped ("not run:
-    ``otherwise``")."""
+    ``otherwise``"). A requirement on an earlier step (``after``, its name) that was itself
+    skipped says so instead: that step found nothing, good or bad."""
 
     met: Callable[[Context], bool]
     otherwise: str
+    after: str | None = None
+
+    def unmet(self, ctx: Context) -> str | None:
+        """Why the step cannot run, or None when this requirement is met."""
+        if self.met(ctx):
+            return None
+        earlier = ctx.result(self.after) if self.after else None
+        if earlier is not None and earlier.status == SKIPPED:
+            return f'needs "{earlier.title}", which did not run'
+        return self.otherwise
 
 
 @dataclass(frozen=True)
@@ -333,7 +349,7 @@ class Step:
 
 
 def _after(name: str, otherwise: str) -> Requirement:
-    return Requirement(lambda ctx: ctx.passed(name), otherwise)
+    return Requirement(lambda ctx: ctx.passed(name), otherwise, after=name)
 
 
 def _accepted(setting: str) -> Requirement:
@@ -350,7 +366,7 @@ STEPS: tuple[Step, ...] = (
         _after(API_REACHABLE, "the API endpoint is not reachable"))),
     Step(TOKEN_VERIFIED, "Token verified", verify_token, (
         Requirement(lambda ctx: ctx.token is not None,
-                    "no token (the token exchange did not succeed)"),)),
+                    "no token (the token exchange did not succeed)", after=TOKEN_EXCHANGE),)),
     Step(OTLP_REACHABLE, "OTLP endpoint reachable", check_otlp_reachable, (
         _accepted("exporter_endpoint"),)),
     Step(SPAN_EXPORT, "Test span exported", export_test_span, (
@@ -364,7 +380,7 @@ TITLES: dict[str, str] = {step.name: step.title for step in STEPS}
 
 def run_step(step: Step, ctx: Context) -> StepResult:
     """``step``'s result, or why it was skipped; its name, title and duration filled in."""
-    unmet = next((need.otherwise for need in step.requires if not need.met(ctx)), None)
+    unmet = next(filter(None, (need.unmet(ctx) for need in step.requires)), None)
     if unmet is not None:
         result = StepResult.skipped(unmet)
     elif step.uses_network and ctx.deadline.remaining() <= 0:
@@ -388,20 +404,24 @@ def run_steps(ctx: Context, steps: tuple[Step, ...] = STEPS) -> None:
 def explain(ctx: Context) -> list[Finding]:
     """The diagnosis rules' findings on what the steps found: the same Facts a running
     session's diagnosis is made of, so both explain a failure with the same words."""
-    auth = ctx.auth or AuthSnapshot(  # no key: the no-API-key finding
-        state=v.DISABLED, reason=None, http_status=None, detail="no API key", attempts=0,
-        since=None, authenticated_at=None, token_expires_at=None, project_id=None,
-        has_token=False, retrying=False, endpoint=None)
+    # No step authenticated: without a key, the no-API-key finding; with one, the token
+    # exchange never ran (pending with no start time, which no rule calls a failure).
+    auth = ctx.auth or AuthSnapshot(
+        state=v.PENDING if ctx.config.api_key else v.DISABLED, reason=None, http_status=None,
+        detail=None if ctx.config.api_key else "no API key", attempts=0, since=None,
+        authenticated_at=None, token_expires_at=None, project_id=None, has_token=False,
+        retrying=False, endpoint=None)
     facts = Facts(auth=auth, stats=ctx.stats.snapshot(), config=ctx.config,
                   receiver=ctx.receiver or {}, token_check=ctx.token_check, environ=os.environ)
     findings = list(find(facts))
     if ctx.out_of_time and not any(result.status == FAILED for result in ctx.results):
         first = ctx.out_of_time[0]
+        number = [step.name for step in STEPS].index(first) + 1
         findings.append(Finding(
             "connectivity.out_of_time", WARNING,
             {"timeout": ctx.deadline.seconds, "step": first},
             f"The connectivity test ran out of time ({ctx.deadline.seconds:g}s) before "
-            f"{TITLES[first].lower()}",
+            f"step {number} ({TITLES[first]})",
             "Run the test again with a longer timeout"))
     return findings
 
