@@ -24,7 +24,13 @@ import requests
 
 from agentops import terminal
 from agentops.auth import iso
-from agentops.config import DEFAULT_API_ENDPOINT, DEFAULT_EXPORTER_ENDPOINT, SETTINGS
+from agentops.config import (
+    DEFAULT_API_ENDPOINT,
+    DEFAULT_EXPORTER_ENDPOINT,
+    SETTINGS,
+    Config,
+    ConfigError,
+)
 from agentops.diagnostics import CA_VARIABLES, PROXY_VARIABLES
 from agentops.helpers.debug_session import (
     print_connectivity_test_results,
@@ -36,6 +42,7 @@ from agentops.redaction import redact, redact_data
 DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
                  "requests", "urllib3", "PyJWT", "protobuf")
 DEFAULT_TIMEOUT = 15.0
+FLUSH_TIMEOUT = 60.0
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -156,10 +163,39 @@ def doctor_report(api_key: str | None = None, endpoint: str | None = None,
         "tls": tls_facts(environ, otlp_url),
         "opentelemetry_variables": sorted(name for name in environ if name.startswith("OTEL_")),
         "instrumentation": llm_instrumentation(),
+        "storage": storage_facts(api_key, endpoint, exporter_endpoint),
         "connectivity": connectivity,
         "issues": list(connectivity.get("issues", [])),
         "recommendations": list(connectivity.get("recommendations", [])),
     })
+
+
+def storage_facts(api_key: str | None, endpoint: str | None,
+                  exporter_endpoint: str | None) -> dict[str, Any]:
+    """Offline storage for these settings: ``{enabled, directory, pending_batches,
+    pending_spans, bytes, oldest_at}`` (``error`` when the store cannot be read)."""
+    from agentops.client import Client, storage_status
+
+    config = Config.resolve(check_all=True, api_key=api_key, endpoint=endpoint,
+                            exporter_endpoint=exporter_endpoint)
+    return storage_status(config, Client.open_store(config), fresh=True)
+
+
+def _storage_lines(facts: Mapping[str, Any]) -> list[str]:
+    lines = ["", "Offline storage (spans kept until the receiver accepts them):"]
+    if not facts.get("enabled"):
+        why = "off" if facts.get("directory") is None else "unused without an API key"
+        return lines + [f"  {why}"]
+    lines.append(f"  {facts.get('directory')}")
+    if facts.get("error"):
+        lines.append(f"  cannot be read: {facts['error']}")
+    elif facts.get("pending_batches"):
+        lines.append(f"  {facts['pending_spans']} spans ({facts['pending_batches']} batches, "
+                     f"{facts['bytes']} bytes) waiting since {facts['oldest_at']}: "
+                     "`agentops flush` sends them now")
+    else:
+        lines.append("  nothing waiting")
+    return lines
 
 
 def llm_instrumentation() -> dict[str, Any]:
@@ -218,6 +254,7 @@ def render_doctor_report(report: Mapping[str, Any], stream: TextIO) -> None:
         lines += ["", "OpenTelemetry variables set (values not shown): "
                   + ", ".join(report["opentelemetry_variables"])]
     lines += _instrumentation_lines(report.get("instrumentation") or {})
+    lines += _storage_lines(report.get("storage") or {})
     lines.append("")
     terminal.write_text(stream, redact("\n".join(lines) + "\n"))
     print_connectivity_test_results(report.get("connectivity", {}), stream)
@@ -255,6 +292,23 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"seconds the whole test may take (default {DEFAULT_TIMEOUT:g})")
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(command_parser=doctor)
+    flush = commands.add_parser(
+        "flush", help="send what offline storage holds now",
+        description="Send the spans offline storage kept for this API key and exporter "
+                    "endpoint (programs send them on their own once the receiver accepts "
+                    "again). Exit status: 0 when everything stored was accepted, 1 otherwise "
+                    "(the cause is printed), 2 usage error.")
+    flush.add_argument("--api-key", help="project API key (default: AGENTOPS_API_KEY)")
+    flush.add_argument("--endpoint", help="API base URL (default: AGENTOPS_API_ENDPOINT)")
+    flush.add_argument("--exporter-endpoint",
+                       help="OTLP traces URL the spans were meant for (default: "
+                            "AGENTOPS_EXPORTER_ENDPOINT)")
+    flush.add_argument("--storage-directory",
+                       help="offline storage directory (default: AGENTOPS_STORAGE_DIRECTORY "
+                            "or the user cache directory)")
+    flush.add_argument("--timeout", type=_positive_seconds, default=FLUSH_TIMEOUT,
+                       help=f"seconds the whole flush may take (default {FLUSH_TIMEOUT:g})")
+    flush.set_defaults(command_parser=flush)
     return parser
 
 
@@ -273,6 +327,8 @@ def _command(argv: Sequence[str] | None) -> int:
                 f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exit_request:  # argparse exits 2 on bad usage, 0 for --help
         return exit_request.code if isinstance(exit_request.code, int) else EXIT_USAGE
+    if args.command == "flush":
+        return _flush(args)
     if args.command != "doctor":
         parser.print_help(sys.stderr)
         return EXIT_USAGE
@@ -283,3 +339,18 @@ def _command(argv: Sequence[str] | None) -> int:
     else:
         render_doctor_report(report, sys.stdout)
     return EXIT_PASSED if report["passed"] else EXIT_FAILED
+
+
+def _flush(args: argparse.Namespace) -> int:
+    from agentops.export.replay import flush_stored
+
+    try:
+        config = Config.resolve(api_key=args.api_key, endpoint=args.endpoint,
+                                exporter_endpoint=args.exporter_endpoint,
+                                storage_directory=args.storage_directory)
+    except ConfigError as error:
+        terminal.write_text(sys.stderr, redact(f"agentops flush: {error}") + "\n")
+        return EXIT_USAGE
+    report = flush_stored(config, args.timeout)
+    terminal.write_text(sys.stdout, redact("\n".join(report.lines())) + "\n")
+    return EXIT_PASSED if report.ok else EXIT_FAILED

@@ -20,7 +20,7 @@ from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
 from agentops.config import Config
 from agentops.export.exporter import InstrumentedSpanExporter
-from agentops.export.loss_log import LossLog, exit_summary
+from agentops.export.loss_log import LossLog, exit_summary, stored_summary
 from agentops.export.processor import AccountingSpanProcessor
 from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
@@ -47,6 +47,19 @@ logger = logging.getLogger("agentops")
 MAX_EXPORT_BATCH_SIZE = 512
 
 
+def storage_status(config: Config, store: OfflineStore | None,
+                   fresh: bool = False) -> dict[str, Any]:
+    """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}`` of
+    ``store`` (``Client.open_store(config)``); ``directory`` is None when storage is off,
+    and ``enabled`` false too without an API key."""
+    from agentops.export.storage import default_directory, disabled_status
+
+    if store is None:
+        return disabled_status(config.storage_directory or default_directory()
+                               if config.offline_storage else None)
+    return store.status(fresh=fresh)
+
+
 class Client:
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -57,10 +70,14 @@ class Client:
         self.loss_log = LossLog()
         self.budget = ExitBudget()
         self.receiver = ReceiverStatus(endpoint_label(config.exporter_endpoint))
+        self.store = self.open_store(config)
         self.exporter = InstrumentedSpanExporter(
             config.exporter_endpoint, self.tracker, self.stats, self.loss_log,
-            timeout=config.export_timeout, budget=self.budget, receiver=self.receiver)
+            timeout=config.export_timeout, budget=self.budget, receiver=self.receiver,
+            store=self.store)
         self.tracker.on_first_token.append(self._check_receiver)
+        if self.exporter.replayer is not None:
+            self.tracker.on_first_token.append(self.exporter.replayer.start)
         self.tally = SpanTally()
         self.llm_exporter = LLMSpanExporter(
             self.exporter, self.tally, capture_content=config.capture_content,
@@ -83,11 +100,11 @@ class Client:
         # signal may have interrupted while it held this lock.
         self._lock = threading.RLock()
         self.tracer = self.provider.get_tracer("agentops")
-        self.store = self._open_store(config)
 
     @staticmethod
-    def _open_store(config: Config) -> OfflineStore | None:
-        """Offline storage needs a key: without one nothing is ever sent, nothing stored.
+    def open_store(config: Config) -> OfflineStore | None:
+        """The offline store of ``config``'s API key and exporter endpoint, or None when
+        storage is off. It needs a key: without one nothing is ever sent, nothing stored.
         Imported here, at init on the caller's thread, not at ``import agentops`` (start-up
         cost) nor on an export thread (fork safety, see ``lifecycle.preload``)."""
         from agentops.export.storage import OfflineStore, default_directory
@@ -100,13 +117,7 @@ class Client:
 
     def storage_status(self) -> dict[str, Any]:
         """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}``."""
-        from agentops.export.storage import default_directory, disabled_status
-
-        if self.store is None:
-            directory = (self.config.storage_directory or default_directory()
-                         if self.config.offline_storage else None)
-            return disabled_status(directory)
-        return self.store.status()
+        return storage_status(self.config, self.store)
 
     def _check_receiver(self) -> None:
         """Runs on the authentication thread once the first token is held."""
@@ -260,12 +271,17 @@ class Client:
         when everything was (the user then wonders whether anything was lost)."""
         snapshot = self.stats.snapshot()
         auth = self.tracker.snapshot()
+        prefix = f"{reason}: " if reason else ""
+        saved = stored_summary(snapshot["spans_made"], snapshot["stored_by_cause"],
+                               self.store.directory if self.store is not None else None)
+        if saved:
+            logger.warning(prefix + saved)
         line = exit_summary(snapshot["spans_made"], snapshot["failures_by_cause"],
                             auth.reason if auth.state == v.FAILED else None)
         if line:
             level = logging.INFO if self.tracker.state == v.DISABLED else logging.WARNING
-            logger.log(level, f"{reason}: {line}" if reason else line)
-        elif reason:
+            logger.log(level, prefix + line)
+        elif reason and not saved:
             logger.info("%s: all %d spans delivered before exit", reason,
                         snapshot["spans_exported"])
 
@@ -286,6 +302,8 @@ class Client:
         if self.api is not None:
             transport.mount(self.api.session)
         self.tracker.after_fork()
+        if self.exporter.replayer is not None:
+            self.exporter.replayer.after_fork()
 
 
 __all__ = ["Client", "current", "replace_current"]

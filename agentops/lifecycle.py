@@ -20,7 +20,10 @@ exit. Everything that happens at the edges of a process happens here, in this or
    finalizer) runs ``close(client, seconds)`` once per client:
      a. the client's exit budget (``export.request.ExitBudget``) begins: the request loop
         shortens every deadline to it, re-read before each step, so batches in flight and
-        batches still queued end by it;
+        batches still queued end by it. With offline storage its network share ends
+        ``STORAGE_RESERVE`` early; batches that failed for a transient cause, and batches
+        met after the receiver proved unreachable or the time ran out, are saved (one
+        quick SQLite transaction each) instead of sent;
      b. open session traces end (their root spans join the queue);
      c. the exit worker drains the batch processor while the caller waits, at most until
         the budget's end;
@@ -101,6 +104,9 @@ class _Process:
 
 
 _process = _Process()
+
+STORAGE_RESERVE = 0.3
+"""Seconds of the exit budget kept for saving undelivered batches to offline storage."""
 
 
 def current() -> Client | None:
@@ -268,7 +274,10 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
     if not client.mark_closed():
         return
     budget = client.config.shutdown_timeout if seconds is None else seconds
-    client.budget.begin(budget)
+    # With offline storage, the network's share of the budget ends a little early, so the
+    # batches it did not deliver are saved before the wait ends.
+    reserve = min(STORAGE_RESERVE, budget / 4) if client.store is not None else 0.0
+    client.budget.begin(budget - reserve)
     client.closing_thread = threading.get_ident()
     interrupted: KeyboardInterrupt | None = None
     done: threading.Event | None = None

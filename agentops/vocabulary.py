@@ -51,3 +51,9 @@ RECEIVER_STATES = (UNCHECKED, CHECKING, ACCEPTING, REJECTING, UNREACHABLE, FAILI
 # Dropped from offline storage to respect its bounds (counted like losses).
 STORAGE_FULL = "storage_full"
 EXPIRED = "expired"
+STORED_EXPORT_CAUSES = frozenset({CONNECTION_ERROR, TIMEOUT, SERVER_ERROR, RATE_LIMITED,
+                                  SHUTDOWN})
+"""Transient: a later attempt may succeed, so batches that failed so are kept in offline
+storage (with ``not_authenticated`` while authentication may still succeed). The definitive
+causes (``client_error``, ``too_large``, ``rejected_by_receiver``, ``auth_rejected``,
+``unexpected_status``, ``internal_error``) are not: resending would be refused again."""

@@ -63,7 +63,8 @@ with open(sys.argv[1], "w") as out:
                "auth_reason": (diagnosis.get("auth") or {}).get("reason"),
                "spans_made": stats.get("spans_made"),
                "spans_exported": stats.get("spans_exported"),
-               "failures_by_cause": stats.get("failures_by_cause") or {}}, out)
+               "failures_by_cause": stats.get("failures_by_cause") or {},
+               "stored_by_cause": stats.get("stored_by_cause") or {}}, out)
 """
 
 
@@ -121,11 +122,12 @@ def scenarios(backend: Any) -> list[Scenario]:
             "receiver_down", "the OTLP receiver is down",
             "Authentication works, but nothing listens at the exporter endpoint (a wrong "
             "port, a firewall, or an outage).",
-            "the OTLP endpoint step fails; the program's spans are counted as lost",
+            "the OTLP endpoint step fails; the program keeps its spans in offline storage "
+            "for a later run",
             backend.api_key, f"http://127.0.0.1:{closed_port()}/v1/traces",
             test_ok=fails_at("otlp_reachable"),
             program_ok=lambda p: p.get("auth_state") == "authenticated"
-            and not p.get("spans_exported") and bool(p["failures_by_cause"])),
+            and not p.get("spans_exported") and bool(p["stored_by_cause"])),
     ]
 
 
@@ -139,7 +141,8 @@ def bypass_proxies_for_loopback(environ: Any) -> None:
         environ[name] = ",".join(filter(None, [current, "127.0.0.1", "localhost"]))
 
 
-def program_env(backend: Any, scenario: Scenario, encoding: str) -> dict[str, str]:
+def program_env(backend: Any, scenario: Scenario, encoding: str,
+                storage: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTOPS_", "OTEL_"))}
     env.update({
         "AGENTOPS_API_KEY": scenario.api_key,
@@ -150,6 +153,9 @@ def program_env(backend: Any, scenario: Scenario, encoding: str) -> dict[str, st
         "AGENTOPS_AUTH_TIMEOUT": "3",
         "AGENTOPS_EXPORT_TIMEOUT": "2",
         "AGENTOPS_SHUTDOWN_TIMEOUT": "1",
+        # Offline storage (on by default) in this walkthrough's own directory, removed when
+        # it ends: the local backend the spans were meant for stops with it.
+        "AGENTOPS_STORAGE_DIRECTORY": storage,
         # The program writes what this terminal can show: its report falls back to ASCII
         # where the terminal cannot encode the symbols.
         "PYTHONIOENCODING": f"{encoding}:replace",
@@ -159,14 +165,15 @@ def program_env(backend: Any, scenario: Scenario, encoding: str) -> dict[str, st
     return env
 
 
-def run_program(backend: Any, scenario: Scenario, encoding: str) -> tuple[dict[str, Any], str]:
+def run_program(backend: Any, scenario: Scenario, encoding: str,
+                storage: str) -> tuple[dict[str, Any], str]:
     """Run SDK_PROGRAM in its own interpreter: agentops.init is process-wide."""
     fd, summary_path = tempfile.mkstemp(prefix="agentops-example-", suffix=".json")
     os.close(fd)
     try:
         proc = subprocess.run([sys.executable, "-c", SDK_PROGRAM, summary_path],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=program_env(backend, scenario, encoding),
+                              env=program_env(backend, scenario, encoding, storage),
                               timeout=PROGRAM_TIMEOUT)
         output = proc.stdout.decode(encoding, "replace")
         with open(summary_path, encoding="utf-8") as summary_file:
@@ -179,6 +186,7 @@ def run_program(backend: Any, scenario: Scenario, encoding: str) -> tuple[dict[s
     finally:
         os.unlink(summary_path)
     summary.setdefault("failures_by_cause", {})
+    summary.setdefault("stored_by_cause", {})
     return summary, output
 
 
@@ -196,10 +204,11 @@ def describe_program(summary: dict[str, Any]) -> str:
         return summary["error"]
     made, sent = summary.get("spans_made") or 0, summary.get("spans_exported") or 0
     lost = ", ".join(f"{cause}: {n}" for cause, n in summary["failures_by_cause"].items())
+    kept = ", ".join(f"{cause}: {n}" for cause, n in summary["stored_by_cause"].items())
     text = f"program delivered {sent} of {made} spans"
     if summary.get("auth_state") != "authenticated":
         text += f", auth {summary.get('auth_state')} ({summary.get('auth_reason')})"
-    return text + (f", lost {lost}" if lost else "")
+    return text + (f", lost {lost}" if lost else "") + (f", stored {kept}" if kept else "")
 
 
 def walkthrough(as_json: bool, why: str) -> int:
@@ -215,7 +224,7 @@ def walkthrough(as_json: bool, why: str) -> int:
     encoding = getattr(out, "encoding", None) or "utf-8"
     bypass_proxies_for_loopback(os.environ)
     records: list[dict[str, Any]] = []
-    with LocalBackend() as backend:
+    with LocalBackend() as backend, tempfile.TemporaryDirectory(prefix="agentops-example-") as storage:
         cases = scenarios(backend)
         if not as_json:
             print("AgentOps connectivity walkthrough")
@@ -237,7 +246,7 @@ def walkthrough(as_json: bool, why: str) -> int:
                 print("The connectivity test:")
                 print_connectivity_test_results(results)
                 print("\nA program using the SDK (its output, logs included):")
-            summary, output = run_program(backend, case, encoding)
+            summary, output = run_program(backend, case, encoding, storage)
             if not as_json:
                 for line in output.rstrip().splitlines():
                     print(redact(f"  {bar} {line}".rstrip()))

@@ -59,11 +59,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+STORAGE_OFF = {"AGENTOPS_OFFLINE_STORAGE": "false"}
+"""Tests run with offline storage off unless they turn it on: most describe what becomes of
+spans the receiver did not take (their loss causes), which storage would keep instead.
+tests/test_offline_storage_e2e.py runs the SDK with storage on, its default."""
+
+
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment without SDK settings; offline storage in a fresh directory, so that
-    no test replays what another stored (pass AGENTOPS_STORAGE_DIRECTORY to share one)."""
+    """The environment without SDK settings, offline storage off (``STORAGE_OFF``) and its
+    directory fresh, so that no test replays what another stored."""
     env = {k: val for k, val in os.environ.items() if not k.startswith(SDK_ENV_PREFIXES)}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(STORAGE_OFF)
     env["AGENTOPS_STORAGE_DIRECTORY"] = tempfile.mkdtemp(prefix="agentops-test-store-")
     env.update(extra)
     return env
@@ -82,9 +89,12 @@ def run_python(code: str, *, timeout: float = 60, env: dict[str, str] | None = N
 
 @pytest.fixture(autouse=True)
 def _offline_storage_in_a_test_directory(tmp_path_factory, monkeypatch):
-    """In-process tests never read or fill the user's own offline storage."""
+    """In-process tests never read or fill the user's own offline storage, and run with it
+    off unless they turn it on (see ``STORAGE_OFF``)."""
     monkeypatch.setenv("AGENTOPS_STORAGE_DIRECTORY",
                        str(tmp_path_factory.mktemp("agentops-store")))
+    for name, value in STORAGE_OFF.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture(autouse=True)

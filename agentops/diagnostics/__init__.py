@@ -109,6 +109,7 @@ def _diagnose(client: Client | None) -> dict[str, Any]:
         "export_stats": facts.stats,
         "auth": {name: getattr(facts.auth, name) for name in _AUTH_FIELDS},
         "receiver": dict(facts.receiver),
+        "storage": dict(facts.storage),
         "config": config.public(),
         "instrumentation": {name: dict(lib) for name, lib in facts.instrumentation.items()},
         "findings": [f.as_dict() for f in findings],

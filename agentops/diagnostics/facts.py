@@ -47,6 +47,10 @@ class Facts:
     sessions: tuple[Mapping[str, Any], ...] = ()
     """Open session traces: ``name``, ``trace_id``, ``started_at`` (epoch seconds) and
     ``spans`` (spans of the trace seen on their way to export, its root excluded)."""
+    storage: Mapping[str, Any] = field(default_factory=dict)
+    """``Client.storage_status()``: {enabled, directory, pending_batches, pending_spans,
+    bytes, oldest_at}, with ``error`` (cannot be read) or ``write_error`` (a batch could not
+    be stored) when so."""
 
     def lost(self, cause: str) -> int:
         by_cause = self.stats.get("failures_by_cause")
@@ -97,4 +101,4 @@ def collect(client: Client, environ: Mapping[str, str] | None = None,
                                             environ=environ),
                  provider=provider_facts(client.provider),
                  instrumentation=instrumentation.snapshot(client.tally.library_counts()),
-                 sessions=sessions)
+                 sessions=sessions, storage=client.storage_status())

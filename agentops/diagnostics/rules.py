@@ -740,6 +740,48 @@ def no_spans(facts: Facts) -> Finding | None:
         "Check " + "; ".join(checks))
 
 
+def storage_pending(facts: Facts) -> Finding | None:
+    s = facts.storage
+    if not s.get("pending_batches"):
+        return None
+    evidence = {key: s.get(key) for key in ("directory", "pending_batches", "pending_spans",
+                                            "oldest_at")}
+    return Finding(
+        "storage.pending", WARNING, evidence,
+        f"{plural(s['pending_spans'], 'span')} kept in offline storage ({s.get('directory')}) "
+        f"since {_clock(s.get('oldest_at'))} have not reached the backend yet",
+        "They are sent once the receiver accepts this process's spans, or by the next run "
+        "with this API key and exporter endpoint; run `agentops flush` to send them now")
+
+
+def storage_unusable(facts: Facts) -> Finding | None:
+    s = facts.storage
+    error = s.get("error") or s.get("write_error")
+    if not error:
+        return None
+    return Finding(
+        "storage.unusable", ERROR, {"directory": s.get("directory"), "error": error},
+        f"offline storage in {s.get('directory')} cannot be used ({error}): spans that cannot "
+        f"be delivered are lost instead of kept",
+        "Make the directory writable, point storage_directory (AGENTOPS_STORAGE_DIRECTORY) at "
+        "a writable one, or turn offline_storage off")
+
+
+def storage_dropped(facts: Facts) -> Finding | None:
+    dropped = facts.stats.get("stored_spans_dropped") or {}
+    if not dropped:
+        return None
+    causes = ", ".join(f"{cause}: {n}" for cause, n in sorted(dropped.items()))
+    return Finding(
+        "storage.dropped", WARNING, {"spans_by_cause": dict(dropped),
+                                     "directory": facts.storage.get("directory")},
+        f"{plural(sum(dropped.values()), 'stored span')} removed from offline storage without "
+        f"delivery ({causes})",
+        "storage_full and expired: the receiver was out of reach so long that the store's "
+        "bounds (50 MB, 48 hours) were reached; fix the cause in the other findings. Other "
+        "causes: the receiver refused the stored batch for good")
+
+
 RULES: tuple[tuple[str, Rule], ...] = (
     ("no_token", no_token),
     ("auth_failed", auth_failed),
@@ -759,6 +801,9 @@ RULES: tuple[tuple[str, Rule], ...] = (
     ("instrumentation.disabled", instrumentation_disabled),
     ("instrumentation.failed", instrumentation_failed),
     ("session.no_spans", no_spans),
+    ("storage.pending", storage_pending),
+    ("storage.unusable", storage_unusable),
+    ("storage.dropped", storage_dropped),
 )
 
 

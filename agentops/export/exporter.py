@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan
@@ -27,24 +28,50 @@ from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget, OTLPRequestLoop, Outcome
 from agentops.export.stats import Batch, ExportStats
 
-Result = tuple[str | None, int, str | None]
-"""(cause or None when delivered, spans, detail)."""
+if TYPE_CHECKING:
+    from agentops.export.replay import Replayer
+    from agentops.export.storage import OfflineStore
+
+class Result(NamedTuple):
+    """What became of some spans of a batch."""
+
+    cause: str | None
+    """None when delivered; else why not (a ``vocabulary`` cause)."""
+    spans: int
+    detail: str | None = None
+    stored: bool = False
+    """Saved to offline storage after failing for ``cause``: kept, not lost."""
 
 
-def _by_cause(results: list[Result]) -> list[tuple[str, int, str]]:
-    """Losses summed per cause, each with its latest detail (a split batch meets a cause
-    once per part)."""
+STORE_AT_ONCE = frozenset({v.CONNECTION_ERROR})
+"""At exit with offline storage, these failures are stored without a retry."""
+STORE_TIMEOUT_AT_EXIT = 0.5
+"""Seconds a batch waits at exit for another process's write to the store."""
+
+
+def _by_cause(results: list[Result], stored: bool) -> list[tuple[str, int, str]]:
+    """Spans summed per cause, each with its latest detail (a split batch meets a cause
+    once per part): the stored ones, or the lost ones."""
     merged: dict[str, tuple[int, str]] = {}
-    for cause, count, detail in results:
-        if cause is not None and count:
-            merged[cause] = (merged.get(cause, (0, ""))[0] + count, detail or "")
+    for result in results:
+        if result.cause is not None and result.stored == stored and result.spans:
+            count = merged.get(result.cause, (0, ""))[0] + result.spans
+            merged[result.cause] = (count, result.detail or "")
     return [(cause, count, detail) for cause, (count, detail) in merged.items()]
+
+
+def _encode(spans: list[ReadableSpan]) -> bytes | None:
+    try:
+        return encode_spans(spans).SerializeToString()
+    except Exception:  # the send path reports encoding faults; here the spans stay lost
+        return None
 
 
 class InstrumentedSpanExporter(SpanExporter):
     def __init__(self, endpoint: str, tracker: AuthTracker, stats: ExportStats,
                  loss_log: LossLog, *, timeout: float, budget: ExitBudget,
-                 receiver: ReceiverStatus | None = None) -> None:
+                 receiver: ReceiverStatus | None = None,
+                 store: OfflineStore | None = None) -> None:
         self.endpoint = endpoint
         self._tracker = tracker
         self._stats = stats
@@ -52,58 +79,122 @@ class InstrumentedSpanExporter(SpanExporter):
         self._budget = budget
         self._timeout = timeout
         self.receiver = receiver or ReceiverStatus()
+        self.store = store
         self.loop = OTLPRequestLoop(endpoint, tracker, budget, on_response=stats.http_response)
+        self.replayer: Replayer | None = None
+        if store is not None:
+            from agentops.export.replay import Replayer  # with the store: not at import
+
+            self.replayer = Replayer(store, self.loop, budget, timeout,
+                                     on_replayed=stats.stored_spans_replayed,
+                                     on_dropped=stats.stored_spans_dropped)
+        self._stored_since_replay = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = self._stats.batch_started(len(spans))
         try:
             results = self._deliver(list(spans), batch)
         except Exception as error:  # never let an accounting fault escape into OpenTelemetry
-            results = [(v.INTERNAL_ERROR, len(spans), f"{type(error).__name__}: {error}"[:300])]
-        losses = _by_cause(results)
-        exported = sum(count for cause, count, _ in results if cause is None)
-        self._stats.batch_finished(batch, exported, losses)
+            results = [Result(v.INTERNAL_ERROR, len(spans),
+                              f"{type(error).__name__}: {error}"[:300])]
+        losses = _by_cause(results, stored=False)
+        stored = _by_cause(results, stored=True)
+        exported = sum(result.spans for result in results if result.cause is None)
+        self._stats.batch_finished(batch, exported, losses, stored)
         for cause, count, detail in losses:
             self._loss_log.record(cause, count, detail)
-        return SpanExportResult.FAILURE if losses else SpanExportResult.SUCCESS
+        return SpanExportResult.FAILURE if losses or stored else SpanExportResult.SUCCESS
 
     def _deliver(self, spans: list[ReadableSpan], batch: Batch) -> list[Result]:
-        if self._tracker.wait_for_token(self._budget.limit(self._tracker.auth_deadline)) is None:
-            return [(v.NOT_AUTHENTICATED, len(spans), self._no_token_detail())]
+        deadline = self._budget.limit(self._tracker.auth_deadline)
+        if self.store is not None and self._exiting and self._tracker.state == v.FAILED:
+            deadline = time.monotonic()  # the token endpoint is failing: store, do not wait
+        if self._tracker.wait_for_token(deadline) is None:
+            detail = self._no_token_detail()
+            if self.store is not None and self._auth_may_recover():
+                payload = _encode(spans)
+                if payload is not None:
+                    return self._store(payload, len(spans), v.NOT_AUTHENTICATED, detail)
+            return [Result(v.NOT_AUTHENTICATED, len(spans), detail)]
         return self._send(spans, time.monotonic() + self._timeout, batch)
 
     def _send(self, spans: list[ReadableSpan], until: float, batch: Batch) -> list[Result]:
         try:
             payload = encode_spans(spans).SerializeToString()
         except Exception as error:  # a span the encoder cannot represent
-            return [(v.INTERNAL_ERROR, len(spans),
-                     f"failed to encode the batch: {type(error).__name__}: {error}"[:300])]
+            return [Result(v.INTERNAL_ERROR, len(spans),
+                           f"failed to encode the batch: {type(error).__name__}: {error}"[:300])]
+        storing_at_exit = self.store is not None and self._exiting
+        if storing_at_exit:
+            left = self._budget.remaining()
+            if left is not None and left <= 0:
+                return self._store(payload, len(spans), v.SHUTDOWN,
+                                   "not sent: the exit budget ran out first")
+            if self.receiver.state == v.UNREACHABLE:
+                # Not worth the exit's time: the receiver could not be reached just before.
+                return self._store(payload, len(spans), v.CONNECTION_ERROR,
+                                   f"not sent at exit: {self.receiver.detail or self.loop.where}")
         self._stats.batch_progress(batch, v.TIMEOUT, f"no answer from {self.loop.where} "
                                    "before the exit budget ran out")
+        # At exit with offline storage, a receiver refusing connections is not waited for:
+        # the batch is stored at once. Other transient failures are retried while the
+        # exit's network share lasts.
         outcome = self.loop.send(payload, until,
+                                 final=STORE_AT_ONCE if storing_at_exit else frozenset(),
                                  progress=lambda cause, detail: self._stats.batch_progress(
                                      batch, cause, detail))
         self.receiver.observe(outcome)
         if outcome.accepted:
+            if self._stored_since_replay and self.replayer is not None:
+                # The receiver is back: what this process stored goes out now.
+                self._stored_since_replay = False
+                self.replayer.start()
             return self._accepted(spans, outcome)
         if outcome.http_status == 413:
             if len(spans) == 1:
                 span = spans[0]
-                return [(v.TOO_LARGE, 1, f"span {span.name!r} is {len(payload)} bytes encoded, "
-                                         f"refused even alone ({outcome.detail})")]
+                return [Result(v.TOO_LARGE, 1, f"span {span.name!r} is {len(payload)} bytes "
+                                               f"encoded, refused even alone ({outcome.detail})")]
             half = len(spans) // 2
             return self._send(spans[:half], until, batch) + self._send(spans[half:], until, batch)
         cause = outcome.cause or v.INTERNAL_ERROR  # not accepted: the loop named a cause
         self._stats.batch_progress(batch, cause, outcome.detail)
-        return [(cause, len(spans), outcome.detail)]
+        if self.store is not None and cause in v.STORED_EXPORT_CAUSES:
+            return self._store(payload, len(spans), cause, outcome.detail)
+        return [Result(cause, len(spans), outcome.detail)]
+
+    def _store(self, payload: bytes, spans: int, cause: str, detail: str) -> list[Result]:
+        """Save the encoded request for a later process; if the store refuses, the spans
+        stay lost under ``cause``."""
+        assert self.store is not None
+        result = (self.store.put(payload, spans, timeout=STORE_TIMEOUT_AT_EXIT) if self._exiting
+                  else self.store.put(payload, spans))
+        if result.dropped:
+            self._stats.stored_spans_dropped(result.dropped)
+        if result.stored:
+            self._stored_since_replay = True
+            self._loss_log.stored(cause, spans, detail, self.store.directory)
+            return [Result(cause, spans, detail, stored=True)]
+        return [Result(cause, spans, f"{detail}; offline storage refused it: {result.error}")]
+
+    @property
+    def _exiting(self) -> bool:
+        return self._budget.deadline is not None
+
+    def _auth_may_recover(self) -> bool:
+        """Authentication is still pending or failed for a transient reason: a later run
+        with the same key may get a token and send what is stored."""
+        auth = self._tracker.snapshot()
+        return auth.state == v.PENDING or (auth.state == v.FAILED and auth.retrying)
 
     def _accepted(self, spans: list[ReadableSpan], outcome: Outcome) -> list[Result]:
         rejected = min(outcome.rejected_spans, len(spans))
         if not rejected:
-            return [(None, len(spans), None)]
+            return [Result(None, len(spans))]
         detail = (f"{rejected} of {len(spans)} spans rejected by {self.loop.where} "
                   f"(partial_success): {outcome.rejected_message or 'no message given'}")
-        return [(None, len(spans) - rejected, None), (v.REJECTED_BY_RECEIVER, rejected, detail)]
+        return [Result(None, len(spans) - rejected),
+                Result(v.REJECTED_BY_RECEIVER, rejected, detail)]
 
     def _no_token_detail(self) -> str:
         auth = self._tracker.snapshot()

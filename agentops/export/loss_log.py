@@ -23,6 +23,7 @@ logger = logging.getLogger("agentops")
 SUMMARY_INTERVAL = 60.0
 DETAILS_HINT = "run agentops.print_session_status() for details"
 NOT_SENT = "Session data not sent to backend"
+STORED_KEY = "\0stored"
 
 
 def spans(count: int) -> str:
@@ -71,6 +72,17 @@ class LossLog:
             logger.warning("%s: %s more not delivered in the last %ds (%s)", NOT_SENT,
                            spans(sum(summary.values())), round(self._interval), causes)
 
+    def stored(self, cause: str, count: int, detail: str, directory: object) -> None:
+        """Spans saved to offline storage: told once per process, when it first happens
+        (the exit line tells what the exit itself stored)."""
+        with self._lock:
+            if self.exiting or STORED_KEY in self._seen:
+                return
+            self._seen.add(STORED_KEY)
+        logger.warning("Session data not sent yet: %s kept in offline storage in %s (%s: %s); "
+                       "they are sent once the receiver accepts again (or by the next run)",
+                       spans(count), directory, cause, detail)
+
     def after_fork(self) -> None:
         """In a forked child: the child's first loss of each cause is told again."""
         self._lock = threading.Lock()
@@ -92,3 +104,14 @@ def exit_summary(made: int, lost: Mapping[str, int], auth_reason: str | None = N
         causes.append(f"{cause}: {n}{why}")
     return (f"{NOT_SENT}: {total} of {spans(made)} not delivered ({', '.join(causes)}); call "
             f"agentops.print_session_status() before exit or run `agentops doctor` for details")
+
+
+def stored_summary(made: int, stored: Mapping[str, int], directory: object) -> str | None:
+    """The exit line's account of spans saved to offline storage, or None when none were."""
+    total = sum(stored.values())
+    if not total:
+        return None
+    causes = ", ".join(f"{cause}: {n}" for cause, n in Counter(stored).most_common(3))
+    return (f"{total} of {spans(made)} not sent yet ({causes}) and saved to offline storage "
+            f"in {directory}: the next run with this API key and exporter endpoint sends them, "
+            f"or run `agentops flush` to send them now")

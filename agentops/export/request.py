@@ -207,12 +207,14 @@ class OTLPRequestLoop:
         close_session(self.session)
 
     def send(self, payload: bytes, until: float, *, retry: bool = True,
+             final: frozenset[str] = frozenset(),
              progress: Callable[[str, str], None] | None = None) -> Outcome:
         """POST ``payload`` until accepted, a definitive answer, or the deadline: ``until``
         (monotonic seconds) or the end of the exit budget, whichever comes first, re-read
-        before every step. ``progress(cause, detail)`` hears each failed attempt (so a batch
-        the exit abandons keeps the last real cause it met). Never raises for network
-        faults."""
+        before every step. ``retry=False`` makes one attempt (and the one after a token
+        refresh); causes in ``final`` are not retried. ``progress(cause, detail)`` hears each
+        failed attempt (so a batch the exit abandons keeps the last real cause it met).
+        Never raises for network faults."""
         def deadline() -> float:
             return self._budget.limit(until)
 
@@ -240,7 +242,7 @@ class OTLPRequestLoop:
                 self._tracker.refresh(token, timeout=max(0.0, deadline() - time.monotonic()))
                 last = outcome
                 continue
-            if not retry or not _retryable(outcome):
+            if not retry or outcome.cause in final or not _retryable(outcome):
                 return outcome
             last = outcome
             failures += 1

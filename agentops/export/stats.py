@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,14 @@ class ExportStats:
     """Spans handed to the batch processor and not yet taken out for export; an upper
     bound of its queue length, so the queue never overflows silently."""
     in_flight: list[Batch] = field(default_factory=list)
+    stored: Counter[str] = field(default_factory=Counter)
+    """Spans saved to offline storage (not lost, not pending), by the cause that kept them
+    from being delivered."""
+    spans_replayed: int = 0
+    """Stored spans (of this or an earlier process) this process delivered."""
+    storage_dropped: Counter[str] = field(default_factory=Counter)
+    """Stored spans this process removed from the store (``storage_full``, ``expired``,
+    ``corrupt``, or a definitive refusal on replay), whichever process made them."""
     closed: bool = False
     """Set once the exit budget ran out: late results of abandoned exports are ignored."""
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -90,15 +99,18 @@ class ExportStats:
         cuts the export short."""
         batch.cause, batch.detail = cause, detail
 
-    def batch_finished(self, batch: Batch, exported: int,
-                       losses: list[tuple[str, int, str]]) -> None:
-        """``exported`` spans accepted, the rest lost as ``(cause, spans, detail)``."""
+    def batch_finished(self, batch: Batch, exported: int, losses: list[tuple[str, int, str]],
+                       stored: Sequence[tuple[str, int, str]] = ()) -> None:
+        """``exported`` spans accepted; the rest lost, or saved to offline storage, as
+        ``(cause, spans, detail)``."""
         with self._lock:
             if batch in self.in_flight:
                 self.in_flight.remove(batch)
             if self.closed:
                 return
             self.spans_exported += exported
+            for cause, spans, _ in stored:
+                self.stored[cause] += spans
             if exported:
                 self.last_success_at = time.time()
             for cause, spans, detail in losses:
@@ -106,11 +118,12 @@ class ExportStats:
                 self.lost[cause] += spans
                 self.last_error, self.last_error_cause = detail, cause
                 self.last_error_at = self._seen(cause, detail)
-            if losses:
-                self.failures += 1
-            else:
+            delivered = not losses and not stored  # stored spans have not arrived yet
+            if delivered:
                 self.successes += 1
-            self.last_result_ok = not losses
+            else:
+                self.failures += 1
+            self.last_result_ok = delivered
 
     def spans_lost(self, cause: str, spans: int = 1) -> None:
         """Spans that never reached an export attempt (queue overflow, exit)."""
@@ -136,15 +149,27 @@ class ExportStats:
             self.http_latency_max = max(self.http_latency_max, latency)
             self.last_http_status = status
 
+    def stored_spans_replayed(self, spans: int) -> None:
+        with self._lock:
+            self.spans_replayed += spans
+            if spans:
+                self.last_success_at = time.time()
+
+    def stored_spans_dropped(self, dropped: dict[str, int]) -> None:
+        with self._lock:
+            for cause, spans in dropped.items():
+                self.storage_dropped[cause] += spans
+
     @property
     def pending(self) -> int:
-        return self.spans_made - self.spans_exported - sum(self.lost.values())
+        return (self.spans_made - self.spans_exported - sum(self.stored.values())
+                - sum(self.lost.values()))
 
     def close(self, cause: str) -> int:
         """Freeze the counts: spans of batches still in flight are counted under the last
         real cause their export met; every other pending span under ``cause``."""
         with self._lock:
-            pending = self.spans_made - self.spans_exported - sum(self.lost.values())
+            pending = self.pending
             for batch in self.in_flight:
                 if pending <= 0:
                     break
@@ -175,6 +200,7 @@ class ExportStats:
         with self._lock:
             finished = self.successes + self.failures
             lost = sum(self.lost.values())
+            stored = sum(self.stored.values())
             return {
                 "total_attempts": self.attempts,
                 "successful_exports": self.successes,
@@ -185,7 +211,12 @@ class ExportStats:
                 "spans_made": self.spans_made,
                 "spans_exported": self.spans_exported,
                 "spans_failed": lost,
-                "spans_pending": self.spans_made - self.spans_exported - lost,
+                "spans_pending": self.spans_made - self.spans_exported - stored - lost,
+                "spans_stored": stored,
+                "stored_by_cause": {cause: n for cause, n in sorted(self.stored.items()) if n},
+                "spans_replayed": self.spans_replayed,
+                "stored_spans_dropped": {cause: n for cause, n
+                                         in sorted(self.storage_dropped.items()) if n},
                 "failures_by_cause": {cause: n for cause, n in sorted(self.lost.items()) if n},
                 "failed_batches_by_cause": dict(sorted(self.failures_by_cause.items())),
                 "causes": {cause: {"spans": self.lost[cause],

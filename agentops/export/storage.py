@@ -126,7 +126,7 @@ class ClaimResult:
     error: str | None = None
 
 
-def _add(counts: dict[str, int], cause: str, spans: int) -> None:
+def add_spans(counts: dict[str, int], cause: str, spans: int) -> None:
     if spans > 0:
         counts[cause] = counts.get(cause, 0) + spans
 
@@ -144,6 +144,8 @@ class OfflineStore:
         self.max_bytes = max_bytes
         self.max_age = max_age
         self.lease = lease
+        self.write_error: str | None = None
+        """Why the latest ``put`` failed, None once one succeeds."""
         self._status: dict[str, Any] | None = None
         self._status_at = 0.0
         self._status_lock = threading.Lock()
@@ -235,14 +237,17 @@ class OfflineStore:
                     if oldest is None:
                         break
                     db.execute("DELETE FROM batches WHERE id = ?", (oldest[0],))
-                    _add(dropped, v.STORAGE_FULL, oldest[1])
+                    add_spans(dropped, v.STORAGE_FULL, oldest[1])
                     used -= oldest[2]
                 db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
                            "size, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (self.fingerprint, self.endpoint, now, spans, size,
                             hashlib.sha256(payload).hexdigest(), sqlite3.Binary(payload)))
         except Exception as error:  # a full disk or a locked store must not break the export
-            return PutResult(False, {}, _describe(error))
+            self.write_error = _describe(error)
+            self._changed()
+            return PutResult(False, {}, self.write_error)
+        self.write_error = None
         self._changed()
         return PutResult(True, dropped)
 
@@ -267,7 +272,7 @@ class OfflineStore:
                     if (not isinstance(spans, int) or spans < 0
                             or hashlib.sha256(payload).hexdigest() != digest):
                         db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-                        _add(dropped, CORRUPT, spans if isinstance(spans, int) else 0)
+                        add_spans(dropped, CORRUPT, spans if isinstance(spans, int) else 0)
                         logger.warning("Offline storage: removed a corrupt stored batch "
                                        "(%s spans)", spans)
                         continue
@@ -314,14 +319,15 @@ class OfflineStore:
                                     "WHERE stored_at < ?", (cutoff,)).fetchone()
         if batches:
             db.execute("DELETE FROM batches WHERE stored_at < ?", (cutoff,))
-            _add(dropped, v.EXPIRED, spans)
+            add_spans(dropped, v.EXPIRED, spans)
 
     # -- facts -------------------------------------------------------------------------
 
     def status(self, *, fresh: bool = False) -> dict[str, Any]:
         """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}`` for
         this partition, read from disk at most once per ``STATUS_CACHE`` seconds unless
-        ``fresh``; ``error`` is added when the store could not be read."""
+        ``fresh``; ``error`` is added when the store could not be read, ``write_error`` when
+        the latest batch could not be stored."""
         with self._status_lock:
             now = time.monotonic()
             if not fresh and self._status is not None and now - self._status_at < STATUS_CACHE:
@@ -347,6 +353,8 @@ class OfflineStore:
                     status["error"] = _describe(error)
             except Exception as error:
                 status["error"] = _describe(error)
+        if self.write_error:
+            status["write_error"] = self.write_error
         with self._status_lock:
             self._status, self._status_at = status, time.monotonic()
         return dict(status)

@@ -1,0 +1,210 @@
+"""Sending what offline storage holds: the ``Replayer`` a running client starts in the
+background, and ``flush_stored`` behind ``agentops flush``.
+
+Stored batches are the encoded OTLP requests the exporter could not deliver; they go out
+through the same request loop (``export.request.OTLPRequestLoop``) as live batches, with the
+same token, deadline and retry policy, oldest first, one at a time, each deleted once the
+receiver accepted it. A transient failure hands the batch back to the store and stops the
+replay (the next attempt starts from it); a definitive one (the receiver will never accept
+it) removes it and counts its spans under that cause.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from agentops import vocabulary as v
+from agentops.export.request import ExitBudget, OTLPRequestLoop
+from agentops.export.storage import OfflineStore, add_spans
+
+if TYPE_CHECKING:
+    from agentops.config import Config
+
+logger = logging.getLogger("agentops")
+
+RETRIED_CAUSES = v.STORED_EXPORT_CAUSES | {v.NOT_AUTHENTICATED}
+"""A stored batch failing so goes back to the store for a later attempt."""
+
+
+@dataclass
+class ReplayResult:
+    batches: int = 0
+    spans: int = 0
+    """Accepted by the receiver (and removed from the store)."""
+    dropped: dict[str, int] = field(default_factory=dict)
+    """Spans removed without delivery, by cause: refused for good (``client_error``, ...),
+    ``rejected_by_receiver``, or found ``corrupt``, ``expired`` or over ``storage_full``."""
+    stopped_by: tuple[str, str] | None = None
+    """(cause, detail) of the transient failure that left the rest for later."""
+
+
+class Replayer:
+    """Sends one partition's stored batches (see the module docstring). ``run`` does it on
+    the calling thread; ``start`` on a background thread, one run at a time: the client
+    starts it once the first token is held (what earlier runs stored), and the exporter
+    again when a batch is accepted after this process stored some (the receiver is back).
+    A run stops when the exit begins (``budget.begun``)."""
+
+    def __init__(self, store: OfflineStore, loop: OTLPRequestLoop, budget: ExitBudget,
+                 timeout: float, *, on_replayed: Callable[[int], None] | None = None,
+                 on_dropped: Callable[[dict[str, int]], None] | None = None) -> None:
+        self.store = store
+        self._loop = loop
+        self._budget = budget
+        self._timeout = timeout
+        self._on_replayed = on_replayed or (lambda spans: None)
+        self._on_dropped = on_dropped or (lambda dropped: None)
+        self._running = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Replay on a background thread unless a run is going or nothing was ever stored."""
+        with self._lock:
+            if self._running or not self.store.path.exists():
+                return
+            self._running = True
+        threading.Thread(target=self._run_once, name="agentops-replay", daemon=True).start()
+
+    def _run_once(self) -> None:
+        try:
+            self.run()
+        finally:
+            with self._lock:
+                self._running = False
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._running = False
+
+    def run(self, until: float | None = None) -> ReplayResult:
+        """Send stored batches until none is left, one fails for a transient cause, the
+        exit begins or ``until`` (monotonic seconds) passes."""
+        result = ReplayResult()
+        while not self._budget.begun.is_set():
+            if until is not None and time.monotonic() >= until:
+                result.stopped_by = (v.TIMEOUT, "the time given ran out")
+                break
+            claim = self.store.claim()
+            self._dropped(result, claim.dropped)
+            if claim.error is not None:
+                result.stopped_by = (v.INTERNAL_ERROR, f"offline storage: {claim.error}")
+                break
+            batch = claim.batch
+            if batch is None:
+                break
+            deadline = time.monotonic() + self._timeout
+            outcome = self._loop.send(batch.payload,
+                                      deadline if until is None else min(deadline, until))
+            if outcome.accepted:
+                self.store.delete(batch)
+                rejected = min(outcome.rejected_spans, batch.spans)
+                result.batches += 1
+                result.spans += batch.spans - rejected
+                self._on_replayed(batch.spans - rejected)
+                self._dropped(result, {v.REJECTED_BY_RECEIVER: rejected})
+            elif outcome.cause in RETRIED_CAUSES:
+                self.store.release(batch)
+                result.stopped_by = (outcome.cause or v.INTERNAL_ERROR, outcome.detail)
+                break
+            else:
+                self.store.discard(batch)
+                self._dropped(result, {outcome.cause or v.INTERNAL_ERROR: batch.spans})
+                logger.warning("Offline storage: a stored batch of %d spans was refused for "
+                               "good and removed (%s: %s)", batch.spans, outcome.cause,
+                               outcome.detail)
+        if result.batches:
+            logger.info("Sent %d spans from offline storage (%s)", result.spans,
+                        self.store.directory)
+        return result
+
+    def _dropped(self, result: ReplayResult, dropped: dict[str, int]) -> None:
+        dropped = {cause: n for cause, n in dropped.items() if n}
+        if dropped:
+            for cause, spans in dropped.items():
+                add_spans(result.dropped, cause, spans)
+            self._on_dropped(dropped)
+
+
+@dataclass
+class FlushReport:
+    """What ``agentops flush`` did: ``ok`` when everything stored was accepted."""
+
+    ok: bool
+    directory: str | None
+    sent_spans: int = 0
+    sent_batches: int = 0
+    left_spans: int = 0
+    left_batches: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    cause: str | None = None
+    detail: str | None = None
+
+    def lines(self) -> list[str]:
+        """The report as the command prints it."""
+        if self.directory is None:
+            return [f"Offline storage: {self.detail}"]
+        lines = [f"Offline storage in {self.directory}: sent {self.sent_spans} spans "
+                 f"({self.sent_batches} batches)"]
+        for cause, spans in sorted(self.dropped.items()):
+            lines.append(f"  {spans} spans removed without delivery ({cause})")
+        if self.left_batches:
+            lines.append(f"  {self.left_spans} spans ({self.left_batches} batches) still "
+                         f"stored: {self.cause}: {self.detail}")
+        elif self.cause:
+            lines.append(f"  {self.cause}: {self.detail}")
+        return lines
+
+
+def flush_stored(config: Config, timeout: float) -> FlushReport:
+    """Send what offline storage holds for ``config``'s API key and exporter endpoint, within
+    ``timeout`` seconds (authentication included). Never raises for a backend fault."""
+    from agentops.api import AgentOpsAPI
+    from agentops.auth import AuthTracker
+    from agentops.client import Client
+    from agentops.http import close_session
+
+    store = Client.open_store(config)
+    if store is None:
+        why = ("is off (offline_storage = false)" if not config.offline_storage
+               else "needs an API key: set AGENTOPS_API_KEY or pass --api-key")
+        return FlushReport(ok=not config.offline_storage, directory=None, detail=why)
+    before = store.status(fresh=True)
+    if "error" in before:
+        return FlushReport(ok=False, directory=str(store.directory), cause=v.INTERNAL_ERROR,
+                           detail=before["error"])
+    if not before["pending_batches"]:
+        return FlushReport(ok=True, directory=str(store.directory))
+    until = time.monotonic() + timeout
+    api = AgentOpsAPI(config.endpoint)
+    tracker = AuthTracker(api, config.api_key, auth_timeout=min(config.auth_timeout, timeout),
+                          key_error=config.api_key_error)
+    tracker.start()
+    budget = ExitBudget()
+    loop = OTLPRequestLoop(config.exporter_endpoint, tracker, budget)
+    try:
+        # The first answer decides: a command reports a failing token endpoint at once
+        # rather than retrying it in the background as a program would.
+        tracker.wait(max(0.0, until - time.monotonic()))
+        if tracker.current_token() is None:
+            auth = tracker.snapshot()
+            result = ReplayResult(stopped_by=(v.NOT_AUTHENTICATED,
+                                              f"authentication failed: {auth.reason}"
+                                              f"{f' ({auth.detail})' if auth.detail else ''}"))
+        else:
+            result = Replayer(store, loop, budget, config.export_timeout).run(until)
+    finally:
+        tracker.close()
+        loop.close()
+        close_session(api.session)
+    after = store.status(fresh=True)
+    cause, detail = result.stopped_by or (None, None)
+    return FlushReport(ok=not after["pending_batches"] and not result.dropped,
+                       directory=str(store.directory), sent_spans=result.spans,
+                       sent_batches=result.batches, left_spans=after["pending_spans"],
+                       left_batches=after["pending_batches"], dropped=result.dropped,
+                       cause=cause, detail=detail)

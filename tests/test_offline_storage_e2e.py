@@ -1,0 +1,391 @@
+"""Offline storage through the real SDK: batches that could not be delivered are stored by
+one process and sent by the next one (or by ``agentops flush``), against LocalBackend on a
+real port. Each program runs in its own interpreter, as users' programs do."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from agentops.export.storage import OfflineStore
+from agentops.testing import LocalBackend
+from tests.conftest import clean_env, free_port, run_python
+from tests.test_sdk_e2e import env_for, exit_seconds, run_timed
+
+SPANS = 20
+
+SPANS_THEN_EXIT = """
+    import sys, time, agentops
+    from opentelemetry import trace
+    agentops.init(auto_start_session=False)
+    tracer = trace.get_tracer("t")
+    for n in range({spans}):
+        with tracer.start_as_current_span(f"{tag}-{{n}}"):
+            pass
+    print("END", time.time(), flush=True)
+"""
+
+
+def spans_then_exit(tag: str = "first", spans: int = SPANS) -> str:
+    return SPANS_THEN_EXIT.format(tag=tag, spans=spans)
+
+
+def storage_env(backend: LocalBackend, directory, **extra: str) -> dict[str, str]:
+    """The backend's settings with offline storage on, in ``directory``."""
+    env = env_for(backend, AGENTOPS_OFFLINE_STORAGE="true",
+                  AGENTOPS_STORAGE_DIRECTORY=str(directory))
+    env.update(extra)
+    return env
+
+
+def stored(env: dict[str, str]) -> dict:
+    """What the store in ``env``'s directory holds for its key and exporter endpoint."""
+    return OfflineStore(env["AGENTOPS_STORAGE_DIRECTORY"], api_key=env["AGENTOPS_API_KEY"],
+                        endpoint=env["AGENTOPS_EXPORTER_ENDPOINT"]).status(fresh=True)
+
+
+def names(backend: LocalBackend) -> list[str]:
+    return [span["name"] for span in backend.spans]
+
+
+@pytest.fixture
+def down_then_up(tmp_path):
+    """A backend on a port that first refuses every connection (``down``), then answers
+    (``up()`` starts LocalBackend on that same port: same endpoint, same key)."""
+    port = free_port()
+    backend = LocalBackend(port=port)
+    started: list[LocalBackend] = []
+
+    def up() -> LocalBackend:
+        started.append(LocalBackend(port=port, api_key=backend.api_key).start())
+        return started[-1]
+
+    # The settings of a backend that is not running: every connection to it is refused.
+    backend.start()
+    env = storage_env(backend, tmp_path / "store")
+    backend.stop()
+    yield env, up
+    for running in started:
+        running.stop()
+
+
+def test_exit_with_the_receiver_refusing_connections_stores_every_span_at_once(tmp_path):
+    """The receiver refuses connections when a short script exits: every span is stored,
+    and the exit does not wait out its budget retrying (10 s here)."""
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, tmp_path, AGENTOPS_EXPORTER_ENDPOINT=closed,
+                          AGENTOPS_SHUTDOWN_TIMEOUT="10")
+        run = run_timed(spans_then_exit(), env=env)
+    assert run.returncode == 0, run.stderr
+    # Storing takes one attempt and one SQLite transaction; retrying would take the 10 s.
+    assert exit_seconds(run) < 5, run.stderr
+    assert stored(env)["pending_spans"] == SPANS
+    assert f"{SPANS} of {SPANS} spans not sent yet (connection_error: {SPANS}) and saved to " \
+           f"offline storage in {tmp_path}" in run.stderr
+    assert "agentops flush" in run.stderr
+    assert "not delivered" not in run.stderr  # stored spans are not losses
+
+
+def test_what_a_run_stored_while_the_backend_was_down_the_next_run_sends(down_then_up):
+    env, up = down_then_up
+    first = run_python(spans_then_exit(), env=env)
+    assert first.returncode == 0, first.stderr
+    assert stored(env)["pending_spans"] == SPANS, first.stderr
+    assert "not_authenticated" in first.stderr  # no token: the backend was down
+
+    backend = up()
+    second = run_python("""
+        import json, time, agentops
+        from opentelemetry import trace
+        agentops.init(auto_start_session=False)
+        deadline = time.monotonic() + 20
+        while (agentops.diagnose_session()["export_stats"]["spans_replayed"] < 20
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        with trace.get_tracer("t").start_as_current_span("second"):
+            pass
+        agentops.shutdown()
+        print(json.dumps(agentops.diagnose_session()))
+    """, env=env)
+    assert second.returncode == 0, second.stderr
+    report = second.last_json()
+    assert report["export_stats"]["spans_replayed"] == SPANS
+    assert report["export_stats"]["spans_exported"] == 1
+    assert report["storage"]["pending_spans"] == 0
+    assert sorted(names(backend)) == sorted([f"first-{n}" for n in range(SPANS)] + ["second"])
+    assert stored(env)["pending_batches"] == 0
+
+
+def test_agentops_flush_sends_the_store_now_and_exits_0(down_then_up):
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    backend = up()
+    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert flush.returncode == 0, flush.stdout + flush.stderr
+    assert f"{SPANS} spans" in flush.stdout
+    assert sorted(names(backend)) == sorted(f"first-{n}" for n in range(SPANS))
+    assert stored(env)["pending_batches"] == 0
+    again = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(backend.spans) == SPANS  # nothing sent twice
+
+
+def test_agentops_flush_with_the_backend_still_down_exits_1_with_the_cause(down_then_up):
+    env, _ = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert flush.returncode == 1
+    assert "connection_error" in flush.stdout + flush.stderr
+    assert stored(env)["pending_spans"] == SPANS  # kept for a later attempt
+
+
+def test_agentops_flush_with_a_rejected_key_exits_1_and_keeps_the_store(down_then_up):
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    backend = up()
+    backend.accepted_keys = []
+    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert flush.returncode == 1
+    assert "invalid_key" in flush.stdout + flush.stderr
+    assert stored(env)["pending_spans"] == SPANS
+    assert backend.spans == []
+
+
+def test_another_key_or_endpoint_does_not_send_what_was_stored(down_then_up, tmp_path):
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    backend = up()
+    other = LocalBackend().start()
+    try:
+        run = run_python(spans_then_exit("other", 1),
+                         env=storage_env(other, env["AGENTOPS_STORAGE_DIRECTORY"]))
+        assert run.returncode == 0, run.stderr
+        assert other.wait_for_spans(1, timeout=5)
+        assert names(other) == ["other-0"]
+    finally:
+        other.stop()
+    assert backend.spans == []
+    assert stored(env)["pending_spans"] == SPANS
+
+
+@pytest.mark.parametrize("status, cause", [(400, "client_error"), (413, "too_large")])
+def test_definitive_failures_are_not_stored(tmp_path, status, cause):
+    with LocalBackend(otlp_status=status) as backend:
+        env = storage_env(backend, tmp_path)
+        run = run_python(spans_then_exit(spans=1), env=env)
+    assert run.returncode == 0, run.stderr
+    assert f"{cause}: 1" in run.stderr
+    assert "offline storage" not in run.stderr
+    assert stored(env)["pending_batches"] == 0
+
+
+def test_a_rejected_key_stores_nothing(tmp_path):
+    with LocalBackend() as backend:
+        backend.accepted_keys = []
+        env = storage_env(backend, tmp_path)
+        run = run_python(spans_then_exit(spans=3), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "not_authenticated: 3" in run.stderr
+    assert stored(env)["pending_batches"] == 0
+
+
+def test_sigterm_with_the_receiver_down_stores_the_spans_and_ends_as_killed(tmp_path):
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, tmp_path, AGENTOPS_EXPORTER_ENDPOINT=closed)
+        program = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+            import time, agentops
+            from opentelemetry import trace
+            agentops.init(auto_start_session=False, max_wait_time=60_000)
+            tracer = trace.get_tracer("t")
+            for n in range(20):
+                with tracer.start_as_current_span(f"span-{n}"):
+                    pass
+            print("READY", flush=True)
+            time.sleep(60)
+        """)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert program.stdout.readline().startswith("READY")
+        time.sleep(0.5)
+        sent = time.monotonic()
+        program.send_signal(signal.SIGTERM)
+        _, err = program.communicate(timeout=30)
+        seconds = time.monotonic() - sent
+    assert program.returncode == -signal.SIGTERM
+    assert seconds < 2.0 + 0.5 + 1.0, err  # shutdown_timeout + the issue's 0.5 s + 1 s slack
+    assert stored(env)["pending_spans"] == 20
+    assert "SIGTERM: 20 of 20 spans not sent yet" in err
+
+
+def test_fork_pool_workers_store_their_spans_and_a_flush_sends_them_all(down_then_up):
+    env, up = down_then_up
+    run = run_python("""
+        import multiprocessing, agentops
+        from opentelemetry import trace
+
+        def task(n):
+            with trace.get_tracer("t").start_as_current_span(f"worker-{n}"):
+                pass
+            return n
+
+        if __name__ == "__main__":
+            agentops.init(auto_start_session=False)
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                assert pool.map(task, range(8)) == list(range(8))
+    """, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert stored(env)["pending_spans"] == 8, run.stderr
+    backend = up()
+    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert flush.returncode == 0, flush.stdout + flush.stderr
+    assert sorted(names(backend)) == sorted(f"worker-{n}" for n in range(8))
+
+
+def test_two_processes_replaying_at_once_send_each_stored_span_once(down_then_up):
+    env, up = down_then_up
+    # Ten batches stored: a flush per two spans, each failing to connect.
+    first = run_python("""
+        import agentops
+        from opentelemetry import trace
+        agentops.init(auto_start_session=False, auth_timeout=0.5)
+        tracer = trace.get_tracer("t")
+        for n in range(20):
+            with tracer.start_as_current_span(f"first-{n}"):
+                pass
+            if n % 2:
+                agentops.flush(5)
+    """, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert stored(env) | {"bytes": 0, "oldest_at": None} == {
+        "enabled": True, "directory": env["AGENTOPS_STORAGE_DIRECTORY"], "pending_batches": 10,
+        "pending_spans": 20, "bytes": 0, "oldest_at": None}
+
+    backend = up()
+    replay = textwrap.dedent("""
+        import time, agentops
+        agentops.init(auto_start_session=False)
+        deadline = time.monotonic() + 20
+        while agentops.diagnose_session()["storage"]["pending_batches"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print(agentops.diagnose_session()["export_stats"]["spans_replayed"])
+    """)
+    both = [subprocess.Popen([sys.executable, "-c", replay], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    replayed = []
+    for proc in both:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        replayed.append(int(out.split()[-1]))
+    assert sum(replayed) == 20
+    assert sorted(names(backend)) == sorted(f"first-{n}" for n in range(20))  # each once
+
+
+def test_diagnosis_and_doctor_show_the_store(down_then_up):
+    env, _ = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    run = run_python("""
+        import json, agentops
+        agentops.init(auto_start_session=False)
+        print(json.dumps(agentops.diagnose_session()))
+    """, env=env)
+    report = run.last_json()
+    assert report["storage"]["enabled"] is True
+    assert report["storage"]["pending_spans"] == SPANS
+    assert report["storage"]["directory"] == env["AGENTOPS_STORAGE_DIRECTORY"]
+    codes = {finding["code"]: finding for finding in report["findings"]}
+    assert "storage.pending" in codes, codes
+    doctor = subprocess.run([sys.executable, "-m", "agentops", "doctor", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    facts = json.loads(doctor.stdout)
+    assert facts["storage"]["pending_spans"] == SPANS
+    text = subprocess.run([sys.executable, "-m", "agentops", "doctor"], env=env,
+                          capture_output=True, text=True, timeout=60).stdout
+    assert "Offline storage" in text and f"{SPANS} spans" in text
+
+
+def test_storage_off_keeps_nothing_on_disk(tmp_path):
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, tmp_path / "store", AGENTOPS_EXPORTER_ENDPOINT=closed,
+                          AGENTOPS_OFFLINE_STORAGE="false")
+        run = run_python(spans_then_exit(spans=3), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "connection_error: 3" in run.stderr
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG cache directory")
+def test_default_storage_directory_is_the_user_cache_directory(tmp_path):
+    env = clean_env(XDG_CACHE_HOME=str(tmp_path))
+    env.pop("AGENTOPS_STORAGE_DIRECTORY")
+    env.pop("AGENTOPS_OFFLINE_STORAGE")  # the default: on
+    run = run_python("""
+        import json, agentops
+        agentops.init(api_key="11111111-2222-3333-4444-555555555555",
+                      auto_start_session=False, endpoint="http://127.0.0.1:9")
+        print(json.dumps(agentops.diagnose_session()["storage"]))
+    """, env=env)
+    assert run.last_json()["directory"] == str(tmp_path / "agentops")
+
+
+def flush_now(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "agentops", "flush", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_agentops_flush_with_the_receiver_failing_keeps_the_batch_for_later(down_then_up):
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    backend = up()
+    backend.otlp_status = 503
+    flush = flush_now(env, "--timeout", "3")
+    assert flush.returncode == 1
+    assert "server_error" in flush.stdout, flush.stdout + flush.stderr
+    assert stored(env)["pending_spans"] == SPANS  # handed back, not dropped
+    backend.otlp_status = None
+    assert flush_now(env).returncode == 0
+    assert len(backend.spans) == SPANS
+
+
+def test_a_stored_batch_the_receiver_refuses_for_good_is_removed_and_counted(down_then_up):
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    backend = up()
+    backend.otlp_status = 400
+    flush = flush_now(env)
+    assert flush.returncode == 1
+    assert f"{SPANS} spans removed without delivery (client_error)" in flush.stdout, flush.stdout
+    assert stored(env)["pending_batches"] == 0
+
+
+def test_a_receiver_failing_briefly_at_exit_is_retried_not_stored(tmp_path):
+    """Storage does not replace the exit's retries: 503, 503, then 200 delivers."""
+    with LocalBackend() as backend:
+        backend.queue_otlp_statuses(503, 503)
+        env = storage_env(backend, tmp_path)
+        run = run_python(spans_then_exit(), env=env)
+        assert run.returncode == 0, run.stderr
+        assert backend.wait_for_spans(SPANS, timeout=5)
+    assert "offline storage" not in run.stderr
+    assert stored(env)["pending_batches"] == 0
+
+
+def test_a_receiver_that_never_answers_at_exit_ends_in_budget_with_every_span_stored(tmp_path):
+    with LocalBackend(otlp_hang=True) as backend:
+        env = storage_env(backend, tmp_path)
+        run = run_timed(spans_then_exit(), env=env)
+    assert run.returncode == 0, run.stderr
+    assert exit_seconds(run) < 2.0 + 0.5 + 1.0, run.stderr  # shutdown_timeout + 0.5 + 1 s slack
+    assert stored(env)["pending_spans"] == SPANS
+    assert f"{SPANS} of {SPANS} spans not sent yet (timeout: {SPANS})" in run.stderr
