@@ -425,6 +425,13 @@ def lost_to(cause: str) -> Callable[[dict[str, Any], Any], None]:
     return check
 
 
+def stored_for(cause: str) -> Callable[[dict[str, Any], Any], None]:
+    def check(diagnosis: dict[str, Any], servers: Any) -> None:
+        assert diagnosis["export_stats"]["stored_by_cause"].get(cause), diagnosis["export_stats"]
+        assert diagnosis["storage"]["pending_batches"], diagnosis["storage"]
+    return check
+
+
 def both(*checks: Callable[[dict[str, Any], Any], None]) -> Callable[[dict[str, Any], Any], None]:
     def check(diagnosis: dict[str, Any], servers: Any) -> None:
         for one in checks:
@@ -532,6 +539,10 @@ SCENARIOS: dict[str, Scenario] = {
     "receiver_down": Scenario(
         lambda s: sdk_env(s.echo.url, f"http://127.0.0.1:{free_port()}/v1/traces"),
         lost_to("connection_error")),
+    "receiver_down_with_offline_storage": Scenario(
+        lambda s: sdk_env(s.echo.url, f"http://127.0.0.1:{free_port()}/v1/traces",
+                          AGENTOPS_OFFLINE_STORAGE="true"),
+        stored_for("connection_error")),
     # Credentials in settings and in the environment.
     "endpoints_with_userinfo": Scenario(
         lambda s: sdk_env(with_credentials(s.echo.url), with_credentials(s.echo.otlp_url),
@@ -651,6 +662,8 @@ def test_no_secret_in_any_output_of_a_program_doctor_or_the_example(name, tls_co
 
     forms = secret_forms(servers.echo.issued, KEY, RAW_KEY, NEAR_KEY, UNKNOWN_KEY)
     found = leaks(run.stdout, forms, "stdout") + leaks(run.stderr, forms, "stderr")
+    for stored in sorted(Path(env["AGENTOPS_STORAGE_DIRECTORY"]).iterdir()):  # offline storage
+        found += leaks(stored.read_bytes().decode("latin-1"), forms, f"file {stored.name}")
     assert not found, f"{len(found)} leaks:\n" + "\n".join(found[:40])
     # A usable key appears masked: what support needs to recognise it.
     if diagnosis["auth"].get("state") not in (None, "disabled", "failed") or \
