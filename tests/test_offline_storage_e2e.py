@@ -54,6 +54,12 @@ def names(backend: LocalBackend) -> list[str]:
     return [span["name"] for span in backend.spans]
 
 
+def flush_now(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """``agentops flush`` in its own process."""
+    return subprocess.run([sys.executable, "-m", "agentops", "flush", *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
 @pytest.fixture
 def down_then_up(tmp_path):
     """A backend on a port that first refuses every connection (``down``), then answers
@@ -127,23 +133,21 @@ def test_agentops_flush_sends_the_store_now_and_exits_0(down_then_up):
     env, up = down_then_up
     assert run_python(spans_then_exit(), env=env).returncode == 0
     backend = up()
-    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    flush = flush_now(env)
     assert flush.returncode == 0, flush.stdout + flush.stderr
     assert f"{SPANS} spans" in flush.stdout
     assert sorted(names(backend)) == sorted(f"first-{n}" for n in range(SPANS))
     assert stored(env)["pending_batches"] == 0
-    again = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    again = flush_now(env)
     assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing stored for this API key and exporter endpoint" in again.stdout
     assert len(backend.spans) == SPANS  # nothing sent twice
 
 
 def test_agentops_flush_with_the_backend_still_down_exits_1_with_the_cause(down_then_up):
     env, _ = down_then_up
     assert run_python(spans_then_exit(), env=env).returncode == 0
-    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    flush = flush_now(env)
     assert flush.returncode == 1
     assert "connection_error" in flush.stdout + flush.stderr
     assert stored(env)["pending_spans"] == SPANS  # kept for a later attempt
@@ -154,8 +158,7 @@ def test_agentops_flush_with_a_rejected_key_exits_1_and_keeps_the_store(down_the
     assert run_python(spans_then_exit(), env=env).returncode == 0
     backend = up()
     backend.accepted_keys = []
-    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    flush = flush_now(env)
     assert flush.returncode == 1
     assert "invalid_key" in flush.stdout + flush.stderr
     assert stored(env)["pending_spans"] == SPANS
@@ -246,8 +249,7 @@ def test_fork_pool_workers_store_their_spans_and_a_flush_sends_them_all(down_the
     assert run.returncode == 0, run.stderr
     assert stored(env)["pending_spans"] == 8, run.stderr
     backend = up()
-    flush = subprocess.run([sys.executable, "-m", "agentops", "flush"], env=env,
-                           capture_output=True, text=True, timeout=60)
+    flush = flush_now(env)
     assert flush.returncode == 0, flush.stdout + flush.stderr
     assert sorted(names(backend)) == sorted(f"worker-{n}" for n in range(8))
 
@@ -337,11 +339,6 @@ def test_default_storage_directory_is_the_user_cache_directory(tmp_path):
         print(json.dumps(agentops.diagnose_session()["storage"]))
     """, env=env)
     assert run.last_json()["directory"] == str(tmp_path / "agentops")
-
-
-def flush_now(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "agentops", "flush", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
 
 
 def test_agentops_flush_with_the_receiver_failing_keeps_the_batch_for_later(down_then_up):

@@ -148,6 +148,9 @@ class FlushReport:
         """The report as the command prints it."""
         if self.directory is None:
             return [f"Offline storage: {self.detail}"]
+        if not (self.sent_batches or self.left_batches or self.dropped or self.cause):
+            return [f"Offline storage in {self.directory}: nothing stored for this API key "
+                    "and exporter endpoint"]
         lines = [f"Offline storage in {self.directory}: sent {self.sent_spans} spans "
                  f"({self.sent_batches} batches)"]
         for cause, spans in sorted(self.dropped.items()):
