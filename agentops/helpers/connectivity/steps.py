@@ -84,6 +84,8 @@ class Context:
     session_url: str | None = None
     out_of_time: list[str] = field(default_factory=list)
     """Names of the steps skipped because the time limit ran out."""
+    api: AgentOpsAPI = field(init=False)
+    """The token API at ``config.endpoint``."""
 
     def __post_init__(self) -> None:
         self.api = AgentOpsAPI(self.config.endpoint)
