@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
 from agentops.config import Config
 from agentops.redaction import redacted_repr, register_token
+from agentops.timestamps import iso
 
 logger = logging.getLogger("agentops")
 
@@ -39,12 +39,6 @@ REFRESH_COOLDOWN = 5.0
 AUTH_FAILED = "Authentication failed - invalid API key or network issue"
 NOT_REACHING = "Session data will not reach backend"
 AUTH_FAILED_MESSAGE = f"{AUTH_FAILED}. {NOT_REACHING}."
-
-
-def iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
 
 
 @redacted_repr

@@ -23,7 +23,6 @@ from typing import Any, TextIO
 import requests
 
 from agentops import terminal
-from agentops.auth import iso
 from agentops.config import (
     DEFAULT_API_ENDPOINT,
     DEFAULT_EXPORTER_ENDPOINT,
@@ -38,6 +37,7 @@ from agentops.helpers.debug_session import (
 )
 from agentops.http import mask_url_credentials
 from agentops.redaction import redact, redact_data
+from agentops.timestamps import iso
 
 DISTRIBUTIONS = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http",
                  "requests", "urllib3", "PyJWT", "protobuf")

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-GREEN, YELLOW, RED, BLUE = "32", "33", "31", "34"
+GREEN, YELLOW, RED = "32", "33", "31"
 
 
 def wants_colour(stream: TextIO, force: bool | None = None) -> bool:

@@ -29,6 +29,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from agentops.helpers.serialization import attribute_value, safe_serialize
 from agentops.semconv import CoreAttributes, SpanAttributes, SpanKind
+from agentops.timestamps import iso
 
 if TYPE_CHECKING:
     from agentops.enums import TraceState
@@ -156,8 +157,6 @@ def provider_facts(provider: trace.TracerProvider) -> dict[str, object]:
     """{replaced, global_provider, override_refused, override_refused_at}: whether the
     global tracer provider is still the one AgentOps' span processor is installed in, and
     how often the program tried to set another one after init."""
-    from agentops.auth import iso
-
     current = trace.get_tracer_provider()
     return {
         "replaced": _installed.was_global and current is not provider,

@@ -8,7 +8,6 @@ DISABLED = "disabled"
 PENDING = "pending"
 AUTHENTICATED = "authenticated"
 FAILED = "failed"
-AUTH_STATES = (DISABLED, PENDING, AUTHENTICATED, FAILED)
 
 # Why authentication failed (several are shared with the export causes below).
 INVALID_KEY_FORMAT = "invalid_key_format"
@@ -46,7 +45,6 @@ ACCEPTING = "accepting"
 REJECTING = "rejecting"
 UNREACHABLE = "unreachable"
 FAILING = "failing"
-RECEIVER_STATES = (UNCHECKED, CHECKING, ACCEPTING, REJECTING, UNREACHABLE, FAILING)
 
 # Dropped from offline storage to respect its bounds (counted like losses).
 STORAGE_FULL = "storage_full"

@@ -12,10 +12,11 @@ from opentelemetry import trace
 import agentops
 from agentops import diagnostics as d
 from agentops import vocabulary as v
-from agentops.auth import AuthSnapshot, iso
+from agentops.auth import AuthSnapshot
 from agentops.client import replace_current
 from agentops.config import Config
 from agentops.export.stats import ExportStats
+from agentops.timestamps import iso
 
 KEY = "0123abcd-1111-2222-3333-444455556666"
 API = "https://api.agentops.ai"

@@ -20,7 +20,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import threading
 import time
@@ -35,6 +34,7 @@ import pytest
 
 from tests import hostile_server as hostile
 from tests.conftest import clean_env, free_port, run_python
+from tests.secret_scan import FRAGMENT, assert_no_leaks, leaks, secret_forms
 
 KEY = "3c9e5b1a-7d4f-4a2e-9b8c-1f6e0d2a4c7b"
 RAW_KEY = "{" + KEY.upper() + "}"
@@ -566,60 +566,13 @@ SCENARIOS: dict[str, Scenario] = {
 
 # -- finding leaks ------------------------------------------------------------------------------
 
-_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{2,}")
-
-
-def _is_jwt_header(segment: str) -> bool:
-    try:
-        text = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode().strip()
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
-
-
-def secret_forms(tokens: list[str], *keys: str) -> dict[str, str]:
-    """{secret text: what to call it}: every form the search looks for."""
-    forms = {PASSWORD: "URL password", PROXY_PASSWORD: "proxy password",
-             QUERY_SECRET: "query secret", FOREIGN_TOKEN: "foreign token",
-             **{secret: "another vendor's credential" for secret in VENDOR_SECRETS}}
-    for key in keys:
-        forms[key] = "API key"
-        forms[key.replace("-", "")] = "API key (no dashes)"
-    for number, token in enumerate(tokens, 1):
-        header, payload, signature = token.split(".")
-        forms[token] = f"issued token #{number}"
-        forms[payload] = f"issued token #{number} (payload)"
-        forms[signature] = f"issued token #{number} (signature)"
-    return forms
-
-
-def leaks(output: str, forms: dict[str, str], stream: str) -> list[str]:
-    """'<stream>/<channel> line N: <what>: <the line with the secret replaced>'."""
-    found = []
-    channel = "start"
-    for number, line in enumerate(output.splitlines(), 1):
-        marker = re.fullmatch(r"=== channel (\S+) ===", line)
-        if marker:
-            channel = marker.group(1)
-            continue
-        lowered = line.lower()
-        for secret, what in forms.items():
-            at = lowered.find(secret.lower())
-            if at >= 0:
-                found.append(f"{stream}/{channel} line {number}: {what}: "
-                             f"{_around(line, at, len(secret), what)}")
-        for candidate in _JWT_SHAPE.finditer(line):
-            if _is_jwt_header(candidate.group(0).split(".")[0]):
-                found.append(f"{stream}/{channel} line {number}: a JWT-shaped string: "
-                             f"{_around(line, candidate.start(), len(candidate.group(0)), 'JWT')}")
-    return found
-
-
-def _around(line: str, at: int, length: int, what: str) -> str:
-    """The line near a secret, the secret itself replaced by its name."""
-    before = line[max(0, at - 100):at]
-    after = line[at + length:at + length + 60]
-    return f"{'...' if at > 100 else ''}{before}<{what}>{after}"
+def sweep_forms(tokens: list[str], *keys: str) -> dict[str, str]:
+    """Every form the sweep looks for: the keys, the issued tokens, and the passwords and
+    credentials its scenarios put in URLs, proxies and other vendors' headers."""
+    return secret_forms(keys=keys, tokens=tokens, others={
+        PASSWORD: "URL password", PROXY_PASSWORD: "proxy password",
+        QUERY_SECRET: "query secret", FOREIGN_TOKEN: "foreign token",
+        **{secret: "another vendor's credential" for secret in VENDOR_SECRETS}})
 
 
 # -- the sweep ----------------------------------------------------------------------------------
@@ -660,11 +613,11 @@ def test_no_secret_in_any_output_of_a_program_doctor_or_the_example(name, tls_co
     diagnosis = json.loads(run.stdout.split("=== channel diagnosis ===\n")[1].splitlines()[0])
     scenario.check(diagnosis, servers)
 
-    forms = secret_forms(servers.echo.issued, KEY, RAW_KEY, NEAR_KEY, UNKNOWN_KEY)
-    found = leaks(run.stdout, forms, "stdout") + leaks(run.stderr, forms, "stderr")
+    forms = sweep_forms(servers.echo.issued, KEY, RAW_KEY, NEAR_KEY, UNKNOWN_KEY)
+    outputs = {"stdout": run.stdout, "stderr": run.stderr}
     for stored in sorted(Path(env["AGENTOPS_STORAGE_DIRECTORY"]).iterdir()):  # offline storage
-        found += leaks(stored.read_bytes().decode("latin-1"), forms, f"file {stored.name}")
-    assert not found, f"{len(found)} leaks:\n" + "\n".join(found[:40])
+        outputs[f"file {stored.name}"] = stored.read_bytes().decode("latin-1")
+    assert_no_leaks(outputs, forms)
     # A usable key appears masked: what support needs to recognise it.
     if diagnosis["auth"].get("state") not in (None, "disabled", "failed") or \
             diagnosis["auth"].get("reason") not in (None, "invalid_key_format"):
@@ -676,9 +629,14 @@ def test_the_sweep_finds_a_leak_and_names_its_channel_and_line():
     token = make_jwt({"a": 1}, b"k", pretty=True)
     output = "\n".join(["=== channel report ===", "fine", f"key {KEY.upper()} here",
                         "=== channel doctor-json ===", f'"detail": "x.{token}"'])
-    found = leaks(output, secret_forms([token], KEY), "stdout")
+    found = leaks(output, sweep_forms([token], KEY), "stdout")
     assert found[0].startswith("stdout/report line 3: API key: key <API key> here")
     assert any(f.startswith("stdout/doctor-json line 5: issued token #1:") for f in found)
     assert any("JWT-shaped" in f and "doctor-json line 5" in f for f in found)
+    long_token = make_jwt({"api_key": KEY, "project_id": "p1"}, b"k")
+    cut = long_token.split(".")[1][3:3 + FRAGMENT]  # a token cut short, not at its start
+    assert leaks(f"detail: {cut}...", sweep_forms([long_token], KEY), "stderr") == [
+        "stderr line 1: a piece of issued token #1 (payload): detail: "
+        "<issued token #1 (payload)>..."]
     assert leaks("api.agentops.ai 127.0.0.1 opentelemetry.exporter.otlp 5e1f...4f5a",
-                 secret_forms([], KEY), "stdout") == []
+                 sweep_forms([], KEY), "stdout") == []

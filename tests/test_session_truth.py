@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 
-from tests.conftest import clean_env, run_python
+from tests.conftest import clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for, url_lines
 
 GREEN = "\U0001f7e2"
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def findings(diagnosis: dict) -> dict[str, dict]:
@@ -257,7 +250,7 @@ def test_a_program_ending_while_authentication_runs_says_how_long_it_actually_wa
 
 
 def test_one_receiver_failure_is_one_warning_when_it_happens_and_one_exit_line(local_backend):
-    otlp = f"http://127.0.0.1:{closed_port()}/v1/traces"
+    otlp = f"http://127.0.0.1:{free_port()}/v1/traces"
     code = """
     import agentops, sys
     from opentelemetry import trace
@@ -280,7 +273,7 @@ def test_one_receiver_failure_is_one_warning_when_it_happens_and_one_exit_line(l
 
 
 def test_a_failure_during_the_exit_is_told_by_the_exit_line_alone(local_backend):
-    otlp = f"http://127.0.0.1:{closed_port()}/v1/traces"
+    otlp = f"http://127.0.0.1:{free_port()}/v1/traces"
     code = """
     import agentops
     from opentelemetry import trace
@@ -491,7 +484,7 @@ def test_a_missing_ca_bundle_is_a_tls_error_naming_the_path(tmp_path):
 
 
 def test_a_refusing_proxy_is_named_with_its_credentials_masked():
-    proxy = f"http://alice:s3cret-pass@127.0.0.1:{closed_port()}"
+    proxy = f"http://alice:s3cret-pass@127.0.0.1:{free_port()}"
     code = """
     import json, agentops
     agentops.init(api_key="0123abcd-1111-2222-3333-444455556666",

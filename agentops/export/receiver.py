@@ -15,8 +15,8 @@ import time
 from typing import Any
 
 from agentops import vocabulary as v
-from agentops.auth import iso
 from agentops.export.request import OTLPRequestLoop, Outcome
+from agentops.timestamps import iso
 
 logger = logging.getLogger("agentops")
 

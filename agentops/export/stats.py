@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentops import vocabulary as v
-from agentops.auth import iso
 from agentops.redaction import redacted_repr
+from agentops.timestamps import iso
 
 
 @dataclass(eq=False)

@@ -43,6 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from agentops import vocabulary as v
+from agentops.timestamps import iso
 
 logger = logging.getLogger("agentops")
 
@@ -347,7 +348,7 @@ class OfflineStore:
                 finally:
                     connection.close()
                 status.update(pending_batches=row[0], pending_spans=row[1], bytes=row[2],
-                              oldest_at=_iso(row[3]))
+                              oldest_at=iso(row[3]))
             except sqlite3.OperationalError as error:
                 if "no such table" not in str(error):
                     status["error"] = _describe(error)
@@ -379,7 +380,3 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _iso(timestamp: float | None) -> str | None:
-    from agentops.auth import iso
-
-    return iso(timestamp)

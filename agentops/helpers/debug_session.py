@@ -21,7 +21,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from agentops.auth import iso
 from agentops.config import Config
 from agentops.diagnostics import ERROR, Finding
 from agentops.helpers.connectivity import render
@@ -29,6 +28,7 @@ from agentops.helpers.connectivity.probe import Deadline, ms_since
 from agentops.helpers.connectivity.records import FAILED, PASSED, SKIPPED
 from agentops.helpers.connectivity.steps import STEPS, TITLES, Context, explain, run_steps
 from agentops.redaction import redact_data
+from agentops.timestamps import iso
 
 __all__ = ["test_session_connectivity", "print_connectivity_test_results", "resolve_settings",
            "PASSED", "FAILED", "SKIPPED", "TITLES"]

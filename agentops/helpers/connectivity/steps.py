@@ -27,7 +27,7 @@ from opentelemetry.trace import SpanContext
 
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome
-from agentops.auth import AuthSnapshot, AuthTracker, iso
+from agentops.auth import AuthSnapshot, AuthTracker
 from agentops.config import Config
 from agentops.diagnostics import WARNING, Facts, Finding, find
 from agentops.export.exporter import InstrumentedSpanExporter
@@ -46,6 +46,7 @@ from agentops.helpers.connectivity.records import FAILED, PASSED, SKIPPED, StepR
 from agentops.helpers.dashboard import session_url
 from agentops.http import endpoint_label
 from agentops.semconv import CONNECTIVITY_TEST_KIND, SpanAttributes
+from agentops.timestamps import iso
 
 CONFIGURATION = "configuration"
 API_REACHABLE = "api_reachable"
