@@ -22,6 +22,7 @@ from agentops.helpers.debug_session import (
 )
 from tests import hostile_server as hostile
 from tests.conftest import SDK_ENV_PREFIXES, clean_env, free_port, run_python
+from tests.secret_scan import assert_no_leaks, secret_forms
 
 STEP_NAMES = ["configuration", "api_reachable", "token_exchange", "token_verified",
               "otlp_reachable", "span_export"]
@@ -244,9 +245,8 @@ def test_results_show_the_key_masked_and_never_a_token(local_backend):
     printed = io.StringIO()
     print_connectivity_test_results(results, file=printed)
 
-    for output in (text, printed.getvalue()):
-        assert local_backend.api_key not in output
-        assert "eyJ" not in output
+    assert_no_leaks({"results": text, "printed": printed.getvalue()},
+                    secret_forms(keys=[local_backend.api_key]))
     assert results["config"]["api_key"] == f"{local_backend.api_key[:4]}...{local_backend.api_key[-4:]}"
 
 

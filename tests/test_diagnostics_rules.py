@@ -17,6 +17,7 @@ from agentops.client import replace_current
 from agentops.config import Config
 from agentops.export.stats import ExportStats
 from agentops.timestamps import iso
+from tests.secret_scan import assert_no_leaks, secret_forms
 
 KEY = "0123abcd-1111-2222-3333-444455556666"
 API = "https://api.agentops.ai"
@@ -470,8 +471,7 @@ def test_exporter_turns_unhealthy_when_the_latest_export_failed_and_healthy_agai
 def test_no_secret_in_the_diagnosis_of_an_authenticated_client(local_backend):
     init_against(local_backend, wait_for_auth=True)
     text = json.dumps(agentops.diagnose_session())
-    assert local_backend.api_key not in text
-    assert "eyJ" not in text
+    assert_no_leaks({"diagnosis": text}, secret_forms(keys=[local_backend.api_key]))
     assert local_backend.api_key[:4] in text  # the masked key is shown
 
 
@@ -485,9 +485,8 @@ def test_a_token_or_the_key_echoed_by_the_server_is_scrubbed_from_the_diagnosis(
     diagnosis = agentops.diagnose_session()
     text = json.dumps(diagnosis)
     assert diagnosis["auth"]["reason"] == v.INVALID_KEY
-    assert local_backend.api_key not in text
-    assert token not in text
-    assert "eyJ" not in text
+    assert_no_leaks({"diagnosis": text},
+                    secret_forms(keys=[local_backend.api_key], tokens=[token]))
     assert "<api key>" in diagnosis["auth"]["detail"] and "<token>" in diagnosis["auth"]["detail"]
 
 
@@ -514,8 +513,7 @@ def test_auth_failure_warning_never_logs_a_key_or_token_echoed_by_the_server(loc
         time.sleep(0.02)  # the warning follows the state change, on the auth thread
     logged = caplog.text
     assert "Authentication failed" in logged
-    assert local_backend.api_key not in logged
-    assert "eyJ" not in logged
+    assert_no_leaks({"log": logged}, secret_forms(keys=[local_backend.api_key], tokens=[token]))
 
 
 def test_internal_error_says_why_the_exporter_failed_without_a_request(local_backend):
