@@ -32,6 +32,14 @@ def _plugin_registered_by_an_older_install() -> bool:
 # The local_backend fixture: the SDK's pytest plugin is opt-in, as for any user's suite.
 pytest_plugins = [] if _plugin_registered_by_an_older_install() else [PLUGIN]
 
+SLACK = 1.0
+"""Seconds a bounded operation may overrun its documented budget on a loaded 2-core machine
+(scheduling, a drip interval, interpreter teardown): every timing assert is a budget plus
+this margin, never a bare number."""
+STARTUP = 5.0
+"""Seconds a fresh interpreter may take to start and import the SDK on that machine, for
+asserts on a whole subprocess's run time."""
+
 SDK_ENV_PREFIXES = ("AGENTOPS_", "OTEL_", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
                     "http_proxy", "https_proxy", "no_proxy", "NO_COLOR")
 

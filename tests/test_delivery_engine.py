@@ -17,10 +17,7 @@ import agentops
 from agentops import vocabulary as v
 from agentops.testing import LocalBackend
 from tests import hostile_server as hostile
-from tests.conftest import clean_env, free_port, run_python
-
-SLACK = 1.0
-"""Seconds a bounded operation may overrun its budget on a loaded 2-core machine."""
+from tests.conftest import SLACK, clean_env, free_port, run_python
 
 
 def init_against(backend: LocalBackend, **settings):

@@ -15,13 +15,12 @@ import pytest
 
 import agentops
 from agentops.api import AgentOpsAPI
+from agentops.auth import REQUEST_TIMEOUT as SDK_REQUEST_TIMEOUT
 from tests import hostile_server as hostile
-from tests.conftest import clean_env, run_python
+from tests.conftest import SLACK, STARTUP, clean_env, run_python
 
 KEY = "6f4e1c2a-9b1d-4c3e-8f00-123456787f79"
 REQUEST_TIMEOUT = 2.0
-SLACK = 1.0
-"""Seconds a bounded call may overrun its own timeout (scheduling, a drip interval)."""
 
 
 def fetch(url: str, timeout: float = REQUEST_TIMEOUT):
@@ -214,12 +213,13 @@ def test_program_against_a_dripping_token_endpoint_diagnoses_timeout_and_exits_p
     diagnosis = run.last_json()
     assert diagnosis["auth"]["state"] == "failed" and diagnosis["auth"]["reason"] == "timeout"
     assert diagnosis["export_stats"]["failures_by_cause"].get("not_authenticated", 0) >= 5
-    # the time actually waited: auth_timeout (1 s), plus at most 1 s of a loaded machine
+    # the time actually waited: auth_timeout (1 s), plus the margin
     waited = re.search(r"Authentication timeout after (\d+\.\d)s\. Session data may not reach "
                        r"backend", run.stderr)
-    assert waited and 1.0 <= float(waited.group(1)) <= 2.0, run.stderr
-    assert exit_seconds <= 1 + SLACK
-    assert run.seconds < 10 + 8
+    assert waited and 1.0 <= float(waited.group(1)) <= 1 + SLACK, run.stderr
+    assert exit_seconds <= 1 + SLACK  # shutdown_timeout
+    # The token request's own timeout bounds the run: start-up, that request, the exit.
+    assert run.seconds < SDK_REQUEST_TIMEOUT + STARTUP + 1 + SLACK
     assert local_backend.otlp_requests == []
 
 
