@@ -463,17 +463,24 @@ def test_a_provider_set_by_the_program_after_init_is_named_in_the_diagnosis(loca
 
 # -- naming what failed: CA bundle, proxy, IPv6 ------------------------------------------------
 
+AUTHENTICATE = """
+import json, sys, agentops
+agentops.init(api_key="0123abcd-1111-2222-3333-444455556666", endpoint=sys.argv[1],
+              wait_for_auth=True, auth_timeout=3)
+print(json.dumps(agentops.diagnose_session()))
+"""
+
+
+def authenticate_against(endpoint: str, **env: str):
+    """A program that waits for authentication at ``endpoint``, then prints its diagnosis."""
+    run = run_python(AUTHENTICATE, env=clean_env(**env), args=[endpoint])
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 def test_a_missing_ca_bundle_is_a_tls_error_naming_the_path(tmp_path):
     missing = str(tmp_path / "corp-ca.pem")
-    code = """
-    import json, agentops
-    agentops.init(api_key="0123abcd-1111-2222-3333-444455556666",
-                  endpoint="https://127.0.0.1:9", wait_for_auth=True, auth_timeout=3)
-    print(json.dumps(agentops.diagnose_session()))
-    """
-    run = run_python(code, env=clean_env(REQUESTS_CA_BUNDLE=missing))
-    assert run.returncode == 0, run.stderr
-    diagnosis = run.last_json()
+    diagnosis = authenticate_against("https://127.0.0.1:9", REQUESTS_CA_BUNDLE=missing).last_json()
     assert diagnosis["auth"]["reason"] == "tls_error"
     assert missing in diagnosis["auth"]["detail"]
     finding = findings(diagnosis)["auth.tls_error"]
@@ -485,14 +492,7 @@ def test_a_missing_ca_bundle_is_a_tls_error_naming_the_path(tmp_path):
 
 def test_a_refusing_proxy_is_named_with_its_credentials_masked():
     proxy = f"http://alice:s3cret-pass@127.0.0.1:{free_port()}"
-    code = """
-    import json, agentops
-    agentops.init(api_key="0123abcd-1111-2222-3333-444455556666",
-                  endpoint="https://api.example.test", wait_for_auth=True, auth_timeout=3)
-    print(json.dumps(agentops.diagnose_session()))
-    """
-    run = run_python(code, env=clean_env(HTTPS_PROXY=proxy))
-    assert run.returncode == 0, run.stderr
+    run = authenticate_against("https://api.example.test", HTTPS_PROXY=proxy)
     diagnosis = run.last_json()
     masked = proxy.replace("alice:s3cret-pass", "***")
     assert diagnosis["auth"]["reason"] == "connection_error"
@@ -505,15 +505,7 @@ def test_a_refusing_proxy_is_named_with_its_credentials_masked():
 
 
 def test_an_ipv6_endpoint_is_labelled_with_brackets():
-    code = """
-    import json, agentops
-    agentops.init(api_key="0123abcd-1111-2222-3333-444455556666",
-                  endpoint="http://[::1]:9", wait_for_auth=True, auth_timeout=3)
-    print(json.dumps(agentops.diagnose_session()))
-    """
-    run = run_python(code, env=clean_env())
-    assert run.returncode == 0, run.stderr
-    diagnosis = run.last_json()
+    diagnosis = authenticate_against("http://[::1]:9").last_json()
     assert "[::1]:9" in diagnosis["auth"]["detail"]
     assert findings(diagnosis)["auth.connection_error"]["evidence"]["endpoint"] == "[::1]:9"
     assert "::1:9" not in json.dumps(diagnosis).replace("[::1]:9", "")
