@@ -48,19 +48,22 @@ def failed(reason: str, http_status: int | None, detail: str, **kwargs) -> AuthS
     return auth(v.FAILED, reason, http_status, detail, **kwargs)
 
 
-def stats(*, exported: int = 0, failures: tuple = (), lost: tuple = ()) -> dict:
+def stats(*, exported: int = 0, failures: tuple = (), overflowed: int = 0,
+          unsent_at_exit: int = 0) -> dict:
     """An ExportStats snapshot after ``exported`` delivered spans, ``failures`` batches of
-    (cause, spans, detail) and ``lost`` spans (cause, spans) that never reached an export."""
+    (cause, spans, detail), ``overflowed`` spans refused by a full queue and, last,
+    ``unsent_at_exit`` spans still queued when the exit budget ran out."""
     s = ExportStats()
-    made = exported + sum(f[1] for f in failures) + sum(n for _, n in lost)
-    for _ in range(made):
+    for _ in range(exported + sum(f[1] for f in failures) + unsent_at_exit):
         s.span_finished(capacity=10**6)
     if exported:
         s.batch_finished(s.batch_started(exported), exported, [])
     for cause, spans, detail in failures:
         s.batch_finished(s.batch_started(spans), 0, [(cause, spans, detail)])
-    for cause, spans in lost:
-        s.spans_lost(cause, spans)
+    for _ in range(overflowed):
+        s.span_finished(capacity=0)
+    if unsent_at_exit:
+        s.close(v.SHUTDOWN)
     return s.snapshot()
 
 
@@ -376,7 +379,7 @@ def test_export_tls_error_points_at_the_ca_bundle_variables():
 
 
 def test_queue_overflow_recommends_a_bigger_queue_or_more_frequent_flushes():
-    f = facts(stats_snapshot=stats(exported=10, lost=[(v.QUEUE_OVERFLOW, 40)]),
+    f = facts(stats_snapshot=stats(exported=10, overflowed=40),
               cfg=config(max_queue_size=10, max_wait_time=100))
     issue, advice = finding_about(f, "queue_overflow")
     assert "40 spans" in issue and "max_queue_size 10" in issue
@@ -384,7 +387,7 @@ def test_queue_overflow_recommends_a_bigger_queue_or_more_frequent_flushes():
 
 
 def test_shutdown_recommends_a_longer_shutdown_timeout_or_ending_traces_earlier():
-    f = facts(stats_snapshot=stats(lost=[(v.SHUTDOWN, 8)]), cfg=config(shutdown_timeout=1))
+    f = facts(stats_snapshot=stats(unsent_at_exit=8), cfg=config(shutdown_timeout=1))
     issue, advice = finding_about(f, "shutdown")
     assert "8 spans" in issue and "shutdown_timeout 1s" in issue
     assert "Raise shutdown_timeout (now 1s)" in advice and "end_trace" in advice

@@ -170,3 +170,19 @@ def test_retry_after_longer_than_the_export_timeout_is_not_waited():
     assert exporter.export(make_spans(2)) is SpanExportResult.FAILURE
     assert time.monotonic() - started < 0.5 + SLACK
     assert stats.snapshot()["failures_by_cause"] == {"rate_limited": 2}
+
+
+def test_spans_and_batches_of_a_cause_are_counted_apart_with_when_it_was_first_and_last_met():
+    stats = ExportStats()
+    for _ in range(7):
+        stats.span_finished(capacity=100)
+    stats.batch_finished(stats.batch_started(4), 0, [("timeout", 4, "first detail")])
+    time.sleep(0.01)  # the timestamps have millisecond resolution
+    stats.batch_finished(stats.batch_started(3), 1, [("timeout", 2, "second detail")])
+    snap = stats.snapshot()
+    assert snap["failures_by_cause"] == {"timeout": 6}, "spans"
+    assert snap["failed_batches_by_cause"] == {"timeout": 2}, "batches"
+    seen = snap["causes"]["timeout"]
+    assert (seen["spans"], seen["batches"], seen["last_detail"]) == (6, 2, "second detail")
+    assert seen["first_at"] < seen["last_at"] == snap["last_error_at"]
+    assert (snap["spans_exported"], snap["spans_failed"], snap["spans_pending"]) == (1, 6, 0)

@@ -1,8 +1,9 @@
 """ExportStats: the one place that records what happened to every finished span.
 
-Each span ends in exactly one bucket: exported, or lost under a cause of the vocabulary;
-until then it is pending. Batches are counted too: every export attempt finishes as a
-success or a failure. All updates take one lock, so counts stay exact under concurrency.
+Each span ends in exactly one bucket: exported, stored for a later process, or lost under a
+cause of the vocabulary; until then it is pending. Batches are counted too: every export
+attempt finishes as a success or a failure. All updates take one lock, so counts stay
+exact under concurrency.
 """
 
 from __future__ import annotations
@@ -28,20 +29,29 @@ class Batch:
     detail: str | None = None
 
 
+@dataclass
+class CauseSeen:
+    """When a cause was first and last met (``time.time()`` seconds), and the latest detail
+    given with it: every cause can say since when, not only the latest."""
+
+    first_at: float
+    last_at: float
+    last_detail: str | None = None
+
+
 @redacted_repr
 @dataclass
 class ExportStats:
     spans_made: int = 0
     spans_exported: int = 0
-    lost: Counter[str] = field(default_factory=Counter)
+    spans_lost_by_cause: Counter[str] = field(default_factory=Counter)
+    """Spans, by the cause they were lost under (the snapshot's ``failures_by_cause``)."""
     attempts: int = 0
     successes: int = 0
     failures: int = 0
-    failures_by_cause: Counter[str] = field(default_factory=Counter)
-    """Batches, by cause (``lost`` counts spans)."""
-    timeline: dict[str, list] = field(default_factory=dict)
-    """cause -> [first time, last time, last detail or None], so every cause can say since
-    when, not only the latest."""
+    failed_batches_by_cause: Counter[str] = field(default_factory=Counter)
+    """Export attempts (batches) that lost spans, by cause."""
+    timeline: dict[str, CauseSeen] = field(default_factory=dict)
     last_error: str | None = None
     last_error_cause: str | None = None
     last_error_at: float | None = None
@@ -55,7 +65,7 @@ class ExportStats:
     """Spans handed to the batch processor and not yet taken out for export; an upper
     bound of its queue length, so the queue never overflows silently."""
     in_flight: list[Batch] = field(default_factory=list)
-    stored: Counter[str] = field(default_factory=Counter)
+    spans_stored_by_cause: Counter[str] = field(default_factory=Counter)
     """Spans saved to offline storage (not lost, not pending), by the cause that kept them
     from being delivered."""
     spans_replayed: int = 0
@@ -75,12 +85,10 @@ class ExportStats:
         with self._lock:
             self.spans_made += 1
             if self.closed:
-                self.lost[v.SHUTDOWN] += 1
-                self._seen(v.SHUTDOWN, None)
+                self._lose(v.SHUTDOWN, 1)
                 return False
             if self.queued >= capacity:
-                self.lost[v.QUEUE_OVERFLOW] += 1
-                self._seen(v.QUEUE_OVERFLOW, None)
+                self._lose(v.QUEUE_OVERFLOW, 1)
                 return False
             self.queued += 1
             return True
@@ -110,14 +118,13 @@ class ExportStats:
                 return
             self.spans_exported += exported
             for cause, spans, _ in stored:
-                self.stored[cause] += spans
+                self.spans_stored_by_cause[cause] += spans
             if exported:
                 self.last_success_at = time.time()
             for cause, spans, detail in losses:
-                self.failures_by_cause[cause] += 1
-                self.lost[cause] += spans
+                self.failed_batches_by_cause[cause] += 1
                 self.last_error, self.last_error_cause = detail, cause
-                self.last_error_at = self._seen(cause, detail)
+                self.last_error_at = self._lose(cause, spans, detail)
             delivered = not losses and not stored  # stored spans have not arrived yet
             if delivered:
                 self.successes += 1
@@ -125,21 +132,17 @@ class ExportStats:
                 self.failures += 1
             self.last_result_ok = delivered
 
-    def spans_lost(self, cause: str, spans: int = 1) -> None:
-        """Spans that never reached an export attempt (queue overflow, exit)."""
-        with self._lock:
-            self.lost[cause] += spans
-            self._seen(cause, None)
-
-    def _seen(self, cause: str, detail: str | None) -> float:
+    def _lose(self, cause: str, spans: int, detail: str | None = None) -> float:
+        """Count ``spans`` lost under ``cause`` (the lock held); the time it happened."""
+        self.spans_lost_by_cause[cause] += spans
         now = time.time()
-        entry = self.timeline.get(cause)
-        if entry is None:
-            self.timeline[cause] = [now, now, detail]
+        seen = self.timeline.get(cause)
+        if seen is None:
+            self.timeline[cause] = CauseSeen(now, now, detail)
         else:
-            entry[1] = now
+            seen.last_at = now
             if detail is not None:
-                entry[2] = detail
+                seen.last_detail = detail
         return now
 
     def http_response(self, status: int | None, latency: float) -> None:
@@ -161,29 +164,28 @@ class ExportStats:
                 self.storage_dropped[cause] += spans
 
     @property
-    def pending(self) -> int:
-        return (self.spans_made - self.spans_exported - sum(self.stored.values())
-                - sum(self.lost.values()))
+    def spans_pending(self) -> int:
+        """Spans finished and not yet exported, stored or lost."""
+        return (self.spans_made - self.spans_exported - sum(self.spans_stored_by_cause.values())
+                - sum(self.spans_lost_by_cause.values()))
 
     def close(self, cause: str) -> int:
         """Freeze the counts: spans of batches still in flight are counted under the last
         real cause their export met; every other pending span under ``cause``."""
         with self._lock:
-            pending = self.pending
+            pending = self.spans_pending
             for batch in self.in_flight:
                 if pending <= 0:
                     break
                 if batch.cause is None:
                     continue
                 spans = min(batch.spans, pending)
-                self.lost[batch.cause] += spans
-                self.failures_by_cause[batch.cause] += 1
+                self.failed_batches_by_cause[batch.cause] += 1
                 self.failures += 1
-                self._seen(batch.cause, batch.detail)
+                self._lose(batch.cause, spans, batch.detail)
                 pending -= spans
             if pending > 0:
-                self.lost[cause] += pending
-                self._seen(cause, None)
+                self._lose(cause, pending)
             self.in_flight = []
             self.closed = True
             return max(pending, 0)
@@ -199,8 +201,6 @@ class ExportStats:
         """The ``export_stats`` of a diagnosis: plain, JSON-serialisable values."""
         with self._lock:
             finished = self.successes + self.failures
-            lost = sum(self.lost.values())
-            stored = sum(self.stored.values())
             return {
                 "total_attempts": self.attempts,
                 "successful_exports": self.successes,
@@ -210,20 +210,23 @@ class ExportStats:
                 "in_flight_exports": self.attempts - finished,
                 "spans_made": self.spans_made,
                 "spans_exported": self.spans_exported,
-                "spans_failed": lost,
-                "spans_pending": self.spans_made - self.spans_exported - stored - lost,
-                "spans_stored": stored,
-                "stored_by_cause": {cause: n for cause, n in sorted(self.stored.items()) if n},
+                "spans_failed": sum(self.spans_lost_by_cause.values()),
+                "spans_pending": self.spans_pending,
+                "spans_stored": sum(self.spans_stored_by_cause.values()),
+                "stored_by_cause": {cause: n for cause, n
+                                    in sorted(self.spans_stored_by_cause.items()) if n},
                 "spans_replayed": self.spans_replayed,
                 "stored_spans_dropped": {cause: n for cause, n
                                          in sorted(self.storage_dropped.items()) if n},
-                "failures_by_cause": {cause: n for cause, n in sorted(self.lost.items()) if n},
-                "failed_batches_by_cause": dict(sorted(self.failures_by_cause.items())),
-                "causes": {cause: {"spans": self.lost[cause],
-                                   "batches": self.failures_by_cause.get(cause, 0),
-                                   "first_at": iso(first), "last_at": iso(last),
-                                   "last_detail": detail}
-                           for cause, (first, last, detail) in sorted(self.timeline.items())},
+                # Spans, by cause: the name support tools have always read.
+                "failures_by_cause": {cause: n for cause, n
+                                      in sorted(self.spans_lost_by_cause.items()) if n},
+                "failed_batches_by_cause": dict(sorted(self.failed_batches_by_cause.items())),
+                "causes": {cause: {"spans": self.spans_lost_by_cause[cause],
+                                   "batches": self.failed_batches_by_cause.get(cause, 0),
+                                   "first_at": iso(seen.first_at), "last_at": iso(seen.last_at),
+                                   "last_detail": seen.last_detail}
+                           for cause, seen in sorted(self.timeline.items())},
                 "last_error": self.last_error,
                 "last_error_cause": self.last_error_cause,
                 "last_error_at": iso(self.last_error_at),
