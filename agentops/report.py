@@ -26,9 +26,7 @@ logger = logging.getLogger("agentops")
 RULE = "=" * 50
 TITLE = "AgentOps Session Diagnostic Report"
 
-# (check, cross, bullet)
-UNICODE_MARKS = ("\u2713", "\u2717", "\u2022")
-ASCII_MARKS = ("[OK]", "[NO]", "*")
+MARKS = (terminal.PASS, terminal.FAIL, terminal.BULLET)
 
 STATUS_LINES = (
     ("sdk_initialized", "SDK Initialized"),
@@ -95,12 +93,11 @@ def _authentication(auth: Mapping[str, Any]) -> list[str]:
 def render_report(diagnosis: Mapping[str, Any], *, colour: bool, unicode: bool) -> str:
     """The report as text (ending with a newline); tolerant of missing or odd values."""
     diagnosis = _mapping(diagnosis)
-    check, cross, bullet = UNICODE_MARKS if unicode else ASCII_MARKS
+    bullet = terminal.BULLET.shown(unicode)
     lines = [RULE, TITLE, RULE, "", "Status:"]
     for key, label in STATUS_LINES:
         value = bool(diagnosis.get(key, False))
-        mark = terminal.paint(check, terminal.GREEN, colour) if value else \
-            terminal.paint(cross, terminal.RED, colour)
+        mark = (terminal.PASS if value else terminal.FAIL).shown(unicode, colour)
         lines.append(f"  {mark} {label}: {value}")
 
     stats = _mapping(diagnosis.get("export_stats"))
@@ -139,7 +136,7 @@ def print_report(diagnosis: Mapping[str, Any], file: IO[str] | None = None,
     if stream is None:  # pythonw and some service hosts have no stdout
         return
     try:
-        unicode = terminal.can_encode(stream, "".join(UNICODE_MARKS))
+        unicode = terminal.can_encode(stream, "".join(mark.symbol for mark in MARKS))
         text = redact(render_report(diagnosis, colour=terminal.wants_colour(stream, colour),
                                     unicode=unicode))
     except Exception:

@@ -8,9 +8,35 @@ import io
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 GREEN, YELLOW, RED = "32", "33", "31"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A status mark: its symbol, the ASCII that a stream which cannot encode the symbol
+    gets instead, and the colour it is painted in where colour is wanted (None: never)."""
+
+    symbol: str
+    ascii: str
+    colour: str | None = None
+
+    def shown(self, unicode: bool, colour: bool = False) -> str:
+        """The symbol, or its ASCII where ``unicode`` is false; painted where ``colour``."""
+        return self.paint(self.symbol if unicode else self.ascii, colour)
+
+    def paint(self, text: str, enabled: bool) -> str:
+        """``text`` in the mark's colour (the URL next to a marker, say)."""
+        return paint(text, self.colour, enabled) if self.colour else text
+
+
+# The marks of the session report and the connectivity test's steps: the same everywhere.
+PASS = Mark("\u2713", "[OK]", GREEN)
+FAIL = Mark("\u2717", "[NO]", RED)
+SKIP = Mark("\u2013", "[--]", YELLOW)
+BULLET = Mark("\u2022", "*")
 
 
 def wants_colour(stream: TextIO, force: bool | None = None) -> bool:

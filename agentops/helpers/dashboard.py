@@ -12,16 +12,16 @@ from agentops.auth import AuthSnapshot
 NOT_RECORDED = "not_recorded"
 SAMPLED = "sampled"
 
-# line state -> (emoji, ASCII fallback, colour)
+# line state -> its marker; the URL is painted in the marker's colour.
 MARKERS = {
-    v.AUTHENTICATED: ("\U0001f7e2", "[OK]", terminal.GREEN),
-    v.DISABLED: ("\U0001f7e1", "[LOCAL]", terminal.YELLOW),
-    v.FAILED: ("\U0001f534", "[FAILED]", terminal.RED),
-    v.PENDING: ("\U0001f534", "[FAILED]", terminal.RED),
-    NOT_RECORDED: ("\U0001f534", "[NOT RECORDED]", terminal.RED),
-    SAMPLED: ("\U0001f7e1", "[SAMPLED]", terminal.YELLOW),
+    v.AUTHENTICATED: terminal.Mark("\U0001f7e2", "[OK]", terminal.GREEN),
+    v.DISABLED: terminal.Mark("\U0001f7e1", "[LOCAL]", terminal.YELLOW),
+    v.FAILED: terminal.Mark("\U0001f534", "[FAILED]", terminal.RED),
+    v.PENDING: terminal.Mark("\U0001f534", "[FAILED]", terminal.RED),
+    NOT_RECORDED: terminal.Mark("\U0001f534", "[NOT RECORDED]", terminal.RED),
+    SAMPLED: terminal.Mark("\U0001f7e1", "[SAMPLED]", terminal.YELLOW),
 }
-EMOJI = "".join(emoji for emoji, _, _ in MARKERS.values())
+EMOJI = "".join(mark.symbol for mark in MARKERS.values())
 
 
 def session_url(app_url: str, trace_id: int) -> str:
@@ -29,10 +29,10 @@ def session_url(app_url: str, trace_id: int) -> str:
 
 
 def marker(state: str, stream: TextIO | None = None, *, unicode: bool | None = None) -> str:
-    emoji, ascii_marker, _ = MARKERS[state]
+    mark = MARKERS[state]
     if unicode is None:
-        unicode = stream is not None and terminal.can_encode(stream, emoji)
-    return emoji if unicode else ascii_marker
+        unicode = stream is not None and terminal.can_encode(stream, mark.symbol)
+    return mark.shown(unicode)
 
 
 def line_state(auth: AuthSnapshot, receiver: Mapping[str, Any]) -> str:
@@ -95,6 +95,6 @@ def url_line(url: str, trace_name: str, auth: AuthSnapshot, receiver: Mapping[st
         state, status = SAMPLED, f"{status}; {sampled}"
     if colour is None:
         colour = stream is not None and terminal.wants_colour(stream)
-    link = terminal.paint(url, MARKERS[state][2], colour)
+    link = MARKERS[state].paint(url, colour)
     return (f"{marker(state, stream, unicode=unicode)} Session Replay for {trace_name} trace "
             f"({status}): {link}")

@@ -12,9 +12,7 @@ from agentops import terminal
 from agentops.helpers.connectivity.records import FAILED, PASSED, SKIPPED
 from agentops.redaction import redact, redact_data
 
-# The same marks and ASCII fallbacks as print_session_status()'s report.
-_MARKS = {PASSED: ("\u2713", "[OK]", terminal.GREEN), FAILED: ("\u2717", "[NO]", terminal.RED),
-          SKIPPED: ("\u2013", "[--]", terminal.YELLOW)}
+_MARKS = {PASSED: terminal.PASS, FAILED: terminal.FAIL, SKIPPED: terminal.SKIP}
 _RULE = "=" * 60
 
 
@@ -54,8 +52,7 @@ def _header(results: Mapping[str, Any]) -> list[str]:
 
 def _step_lines(number: int, step: Mapping[str, Any], fancy: bool, colour: bool) -> list[str]:
     status = step.get("status", SKIPPED)
-    symbol, ascii_mark, tint = _MARKS.get(status, _MARKS[SKIPPED])
-    mark = terminal.paint(symbol if fancy else ascii_mark, tint, colour)
+    mark = _MARKS.get(status, terminal.SKIP).shown(fancy, colour)
     title = f"{number}. {step.get('title') or step.get('name')}"
     duration = _duration(step.get("duration_ms")) if status != SKIPPED else ""
     lines = [f"  {mark} {title:<28} {duration:>9}".rstrip(),
