@@ -23,6 +23,7 @@ from agentops.helpers.debug_session import (
 from tests import hostile_server as hostile
 from tests.conftest import SDK_ENV_PREFIXES, SLACK, clean_env, free_port, run_python
 from tests.secret_scan import assert_no_leaks, secret_forms
+from tests.streams import FailingStream
 
 STEP_NAMES = ["configuration", "api_reachable", "token_exchange", "token_verified",
               "otlp_reachable", "span_export"]
@@ -274,16 +275,6 @@ def test_report_marks_each_step_and_falls_back_to_ascii_where_symbols_cannot_be_
     assert "[--] 6. Test span exported" in plain
     assert "invalid_key (HTTP 403)" in plain
     assert "Issues Found:" in plain and "Recommendations:" in plain
-
-
-class FailingStream(io.StringIO):
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.attempts.append(text)
-        raise OSError("stdout closed")
 
 
 def test_printing_never_raises_on_a_malformed_result_or_a_failing_stream():

@@ -10,6 +10,7 @@ import pytest
 import agentops
 from agentops.client import replace_current
 from agentops.report import print_report, render_report
+from tests.streams import FailingStream, Terminal
 
 DOCUMENTED = """\
 ==================================================
@@ -61,25 +62,6 @@ DETAILED = dict(
 )
 
 
-class FakeTTY(io.StringIO):
-    encoding = "utf-8"
-
-    def isatty(self) -> bool:
-        return True
-
-
-class BrokenStream(io.StringIO):
-    encoding = "utf-8"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.attempts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.attempts.append(text)
-        raise OSError("disk full")
-
-
 def printed(diagnosis, stream=None, **kwargs) -> str:
     stream = stream if stream is not None else io.StringIO()
     print_report(diagnosis, stream, **kwargs)
@@ -115,9 +97,9 @@ def test_marks_are_green_and_red_when_colour_is_forced_on():
 
 def test_a_tty_gets_colour_and_no_color_turns_it_off(monkeypatch):
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert "\x1b[" in printed(FAILED_AUTH, FakeTTY())
+    assert "\x1b[" in printed(FAILED_AUTH, Terminal())
     monkeypatch.setenv("NO_COLOR", "1")
-    assert "\x1b[" not in printed(FAILED_AUTH, FakeTTY())
+    assert "\x1b[" not in printed(FAILED_AUTH, Terminal())
 
 
 @pytest.mark.parametrize("encoding", ["cp1252", "ascii"])
@@ -147,7 +129,7 @@ def test_a_closed_stream_does_not_raise_and_the_lost_report_is_logged(caplog):
 
 
 def test_a_stream_whose_write_raises_does_not_raise_and_the_lost_report_is_logged(caplog):
-    stream = BrokenStream()
+    stream = FailingStream()
     with caplog.at_level("DEBUG", logger="agentops"):
         print_report(FAILED_AUTH, stream)
     assert stream.attempts == [DOCUMENTED], "the whole report was offered to the stream"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from agentops import vocabulary as v
 from agentops.auth import AuthSnapshot
 from agentops.helpers.dashboard import session_url, url_line
 from tests.conftest import run_python
+from tests.streams import Terminal
 from tests.test_sdk_e2e import env_for
 
 
@@ -18,19 +17,6 @@ def snapshot(state: str, reason: str | None = None, status: int | None = None) -
                         since=None, authenticated_at=None, token_expires_at=None,
                         project_id=None, has_token=state == v.AUTHENTICATED, retrying=False,
                         endpoint=None)
-
-
-class Terminal(io.StringIO):
-    def __init__(self, encoding: str = "utf-8", tty: bool = True) -> None:
-        super().__init__()
-        self._encoding, self._tty = encoding, tty
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._encoding
-
-    def isatty(self) -> bool:
-        return self._tty
 
 
 URL = session_url("https://app.example.test/", 0xABC)
