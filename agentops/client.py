@@ -8,7 +8,6 @@ import contextvars
 import logging
 import threading
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
@@ -30,6 +29,7 @@ from agentops.http import close_session, endpoint_label
 from agentops.instrumentation import SUPPORTED, scope_owners
 from agentops.lifecycle import current, replace_current
 from agentops.llm_spans import LLMSpanExporter, SpanTally
+from agentops.timestamps import seconds_since
 from agentops.tracing import (
     EndState,
     TraceContext,
@@ -225,8 +225,9 @@ class Client:
         trace."""
         auth = self.tracker.snapshot()
         waited = None
-        if auth.state == v.PENDING and auth.since:
-            waited = max(0.0, time.time() - datetime.fromisoformat(auth.since).timestamp())
+        if auth.state == v.PENDING:
+            since = seconds_since(auth.since, time.time())
+            waited = None if since is None else max(0.0, since)
         recording = sampling.describe(self.provider, [trace_context.span])
         return url_line(trace_context.url, trace_context.name, auth, self.receiver.snapshot(),
                         self.config.auth_timeout,

@@ -11,3 +11,14 @@ def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def seconds_since(text: str | None, now: float) -> float | None:
+    """Seconds from the moment ``text`` (as ``iso()`` writes it) to ``now``; None when
+    there is no such moment or the text is not ISO 8601."""
+    if not text:
+        return None
+    try:
+        return now - datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None

@@ -8,12 +8,12 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from agentops import vocabulary as v
 from agentops.auth import AuthSnapshot
 from agentops.config import Config
+from agentops.timestamps import seconds_since
 
 if TYPE_CHECKING:
     from agentops.client import Client
@@ -64,12 +64,7 @@ class Facts:
     @property
     def auth_age(self) -> float | None:
         """Seconds since the auth state last changed."""
-        if not self.auth.since:
-            return None
-        try:
-            return self.now - datetime.fromisoformat(self.auth.since).timestamp()
-        except ValueError:
-            return None
+        return seconds_since(self.auth.since, self.now)
 
     @property
     def pending_too_long(self) -> bool:
