@@ -40,7 +40,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from workloads import EXIT_PREFIX, RESULT_PREFIX, SPAN_NAME  # noqa: E402
 
 from agentops.export.storage import OfflineStore  # noqa: E402
-from agentops.testing import LocalBackend  # noqa: E402
+from agentops.testing import Faults, LocalBackend  # noqa: E402
 
 LATEST = BENCH_DIR / "results" / "latest.json"
 WORKLOADS = BENCH_DIR / "workloads.py"
@@ -255,7 +255,7 @@ class Bench:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.backend = LocalBackend().start()
-        self.hanging = LocalBackend(otlp_hang=True).start()
+        self.hanging = LocalBackend(faults=Faults(otlp_hang=True)).start()
         # Bound and never listening: connections are refused, and no other program can
         # take the port while the bench runs.
         self._closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -9,6 +9,7 @@ import time
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
+from agentops.testing import Faults
 
 
 def tracker_for(backend, key=None, **kwargs) -> AuthTracker:
@@ -18,12 +19,12 @@ def tracker_for(backend, key=None, **kwargs) -> AuthTracker:
 
 
 def test_transient_failures_are_retried_until_a_token_arrives(local_backend, caplog):
-    local_backend.auth_status = 503
+    local_backend.faults = Faults(auth_status=503)
     with caplog.at_level(logging.WARNING, logger="agentops"):
         tracker = tracker_for(local_backend)
         assert tracker.wait(3) == v.FAILED
         assert tracker.snapshot().reason == v.SERVER_ERROR and tracker.retrying
-        local_backend.auth_status = None
+        local_backend.set_faults(auth_status=None)
         deadline = time.monotonic() + 10
         while not tracker.has_token and time.monotonic() < deadline:
             time.sleep(0.05)

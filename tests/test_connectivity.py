@@ -20,6 +20,7 @@ from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
 )
+from agentops.testing import Faults
 from tests import hostile_server as hostile
 from tests.conftest import SDK_ENV_PREFIXES, SLACK, clean_env, free_port, run_python
 from tests.secret_scan import assert_no_leaks, secret_forms
@@ -159,7 +160,7 @@ def test_receiver_down_fails_at_the_otlp_step(local_backend):
 
 
 def test_receiver_rejecting_the_token_is_reported_as_auth_rejected(local_backend):
-    local_backend.otlp_status = 401
+    local_backend.faults = Faults(otlp_status=401)
 
     results = run_test(local_backend)
 
@@ -169,15 +170,14 @@ def test_receiver_rejecting_the_token_is_reported_as_auth_rejected(local_backend
     assert results["session_url"] is None
 
 
-@pytest.mark.parametrize("knob, value, reason, advice", [
-    ("otlp_status", 308, "unexpected_status", "set exporter_endpoint to the final URL"),
-    ("otlp_partial_success", (1, "too old"), "rejected_by_receiver", "partial_success"),
-    ("otlp_max_bytes", 10, "too_large", "request size limit"),
+@pytest.mark.parametrize("faults, reason, advice", [
+    (Faults(otlp_status=308, otlp_location="https://elsewhere.example/v1/traces"),
+     "unexpected_status", "set exporter_endpoint to the final URL"),
+    (Faults(otlp_partial_success=(1, "too old")), "rejected_by_receiver", "partial_success"),
+    (Faults(otlp_max_bytes=10), "too_large", "request size limit"),
 ])
-def test_the_receivers_new_answers_get_their_own_advice(local_backend, knob, value, reason,
-                                                       advice):
-    setattr(local_backend, knob, value)
-    local_backend.otlp_location = "https://elsewhere.example/v1/traces"
+def test_the_receivers_new_answers_get_their_own_advice(local_backend, faults, reason, advice):
+    local_backend.faults = faults
 
     results = run_test(local_backend)
 
@@ -192,7 +192,7 @@ TIME_LIMIT = 3.0
 
 
 def test_receiver_that_never_answers_fails_with_timeout_within_the_time_limit(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
 
     started = time.monotonic()
     results = run_test(local_backend, timeout=TIME_LIMIT)
@@ -206,7 +206,7 @@ def test_receiver_that_never_answers_fails_with_timeout_within_the_time_limit(lo
 
 def test_token_exchange_that_never_answers_fails_with_timeout_within_the_time_limit(
         local_backend):
-    local_backend.auth_hang = True
+    local_backend.faults = Faults(auth_hang=True)
 
     started = time.monotonic()
     results = run_test(local_backend, timeout=TIME_LIMIT)

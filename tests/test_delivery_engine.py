@@ -15,7 +15,7 @@ from opentelemetry import trace
 
 import agentops
 from agentops import vocabulary as v
-from agentops.testing import LocalBackend
+from agentops.testing import Faults, LocalBackend
 from tests import hostile_server as hostile
 from tests.conftest import SLACK, clean_env, free_port, run_python
 
@@ -46,7 +46,7 @@ def timed_flush(client) -> float:
 # -- answers read as values -------------------------------------------------------------------
 
 def test_partial_success_counts_the_rejected_spans_with_the_receivers_message(local_backend):
-    local_backend.otlp_partial_success = (5, "spans older than the retention window")
+    local_backend.faults = Faults(otlp_partial_success=(5, "spans older than the retention window"))
     client = init_against(local_backend)
     make_spans(20)
     timed_flush(client)
@@ -63,8 +63,8 @@ def test_partial_success_counts_the_rejected_spans_with_the_receivers_message(lo
 def test_a_redirect_is_never_followed_and_is_unexpected_status_naming_the_location_host(
         local_backend, status):
     with hostile.HostileServer(hostile.answer_ok) as elsewhere:
-        local_backend.otlp_status = status
-        local_backend.otlp_location = f"{elsewhere.url}/v1/traces?token=secret-in-query"
+        local_backend.faults = Faults(
+            otlp_status=status, otlp_location=f"{elsewhere.url}/v1/traces?token=secret-in-query")
         client = init_against(local_backend)
         make_spans(4)
         timed_flush(client)
@@ -80,10 +80,10 @@ def test_a_redirect_is_never_followed_and_is_unexpected_status_naming_the_locati
 
 
 def test_a_dripping_answer_ends_at_the_batch_deadline_counted_timeout(local_backend):
-    local_backend.otlp_drip = 0.5
+    local_backend.faults = Faults(otlp_drip=0.5)
     client = init_against(local_backend, export_timeout=3)
     local_backend.reset()  # the receiver check above is answered before the drip starts
-    local_backend.otlp_drip = 0.5
+    local_backend.set_faults(otlp_drip=0.5)
     make_spans(3)
     seconds = timed_flush(client)
     assert seconds <= 3 + SLACK
@@ -95,17 +95,16 @@ def test_a_dripping_answer_ends_at_the_batch_deadline_counted_timeout(local_back
 
 def test_401_then_a_refresh_that_never_answers_is_bounded_by_the_batch_deadline(local_backend):
     client = init_against(local_backend, export_timeout=3)
-    local_backend.otlp_status = 401
-    local_backend.auth_hang = True
+    local_backend.faults = Faults(otlp_status=401, auth_hang=True)
     make_spans(2)
     seconds = timed_flush(client)
-    local_backend.auth_hang = False
+    local_backend.set_faults(auth_hang=False)
     assert seconds <= 3 + SLACK
     assert client.stats.snapshot()["failures_by_cause"] == {v.AUTH_REJECTED: 2}
 
 
 def test_one_oversized_span_is_too_large_and_the_rest_of_its_batch_is_delivered(local_backend):
-    local_backend.otlp_max_bytes = 4 * 1024 * 1024
+    local_backend.faults = Faults(otlp_max_bytes=4 * 1024 * 1024)
     client = init_against(local_backend, export_timeout=30, max_queue_size=200)
     tracer = trace.get_tracer("engine")
     names = []
@@ -165,8 +164,7 @@ def test_an_error_body_is_read_at_most_64_kib(local_backend):
 
 
 def test_429_with_retry_after_never_outlasts_export_timeout(local_backend):
-    local_backend.otlp_status = 429
-    local_backend.otlp_retry_after = 1
+    local_backend.faults = Faults(otlp_status=429, otlp_retry_after=1)
     client = init_against(local_backend, export_timeout=1.5)
     make_spans(2)
     seconds = timed_flush(client)
@@ -210,7 +208,7 @@ def run_exit_program(env: dict[str, str], code: str = EXIT_PROGRAM, args=None):
 
 
 def test_503_503_200_at_exit_delivers_every_span_within_shutdown_timeout(local_backend):
-    local_backend.queue_otlp_statuses(503, 503)
+    local_backend.faults = Faults(otlp_statuses=(503, 503))
     run = run_exit_program(exit_env(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(20, timeout=5)
@@ -251,8 +249,7 @@ def test_python_dev_mode_reports_no_unclosed_socket_at_exit(local_backend):
 
 def test_a_token_endpoint_429_once_is_retried_after_retry_after_and_everything_arrives(
         local_backend):
-    local_backend.queue_auth_statuses(429)
-    local_backend.auth_retry_after = 1
+    local_backend.faults = Faults(auth_statuses=(429,), auth_retry_after=1)
     agentops.init(api_key=local_backend.api_key, endpoint=local_backend.api_url,
                   exporter_endpoint=local_backend.otlp_url, auto_start_session=False,
                   max_wait_time=50, auth_timeout=5, log_session_replay_url=False)
@@ -271,8 +268,7 @@ def test_a_token_endpoint_429_once_is_retried_after_retry_after_and_everything_a
 
 def test_a_failed_refresh_keeps_a_token_that_has_not_expired(local_backend):
     client = init_against(local_backend)
-    local_backend.queue_otlp_statuses(401)
-    local_backend.auth_status = 429
+    local_backend.faults = Faults(otlp_statuses=(401,), auth_status=429)
     names = make_spans(67)
     timed_flush(client)
     assert local_backend.wait_for_spans(67, timeout=5)
@@ -292,7 +288,7 @@ def token_with_exp(backend: LocalBackend, exp) -> bytes:
 @pytest.mark.parametrize("exp", [int(time.time() * 1000) + 3_600_000, 1e308, math.nan],
                          ids=["milliseconds", "1e308", "nan"])
 def test_an_implausible_exp_is_read_as_unknown_and_nothing_crashes(local_backend, exp):
-    local_backend.auth_body = token_with_exp(local_backend, exp)
+    local_backend.faults = Faults(auth_body=token_with_exp(local_backend, exp))
     agentops.init(api_key=local_backend.api_key, endpoint=local_backend.api_url,
                   exporter_endpoint=local_backend.otlp_url, auto_start_session=True,
                   wait_for_auth=True, auth_timeout=3)
@@ -306,7 +302,8 @@ def test_an_implausible_exp_is_read_as_unknown_and_nothing_crashes(local_backend
 def test_a_clock_ahead_of_the_tokens_exp_refreshes_at_most_once_per_receiver_401(
         local_backend):
     local_backend.token_ttl = -600  # by this machine's clock every token is 10 min old
-    local_backend.token_leeway = 3600  # the receiver's clock agrees with the issuer's
+    # The receiver's clock agrees with the issuer's.
+    local_backend.faults = Faults(token_leeway=3600)
     client = init_against(local_backend)
     for round_number in range(21):
         make_spans(1, prefix=f"round{round_number}")
@@ -334,7 +331,7 @@ def test_a_receiver_refusing_connections_is_named_two_seconds_after_start(local_
 
 
 def test_a_receiver_rejecting_the_token_turns_the_url_line_red(local_backend):
-    local_backend.otlp_status = 401
+    local_backend.faults = Faults(otlp_status=401)
     code = ("import agentops, time\nagentops.init()\ntime.sleep(1.5)\n"
             "import json; print(json.dumps(agentops.diagnose_session()))\n")
     run = run_python(code, env=exit_env(local_backend), timeout=60)
@@ -446,8 +443,7 @@ def test_a_retry_after_of_zero_or_in_the_past_never_makes_a_tight_retry_loop(loc
 
 
 def test_a_retry_after_that_cannot_fit_says_so(local_backend):
-    local_backend.otlp_status = 429
-    local_backend.otlp_retry_after = 600
+    local_backend.faults = Faults(otlp_status=429, otlp_retry_after=600)
     client = init_against(local_backend, export_timeout=3)
     make_spans(1)
     timed_flush(client)
@@ -456,8 +452,7 @@ def test_a_retry_after_that_cannot_fit_says_so(local_backend):
 
 def test_a_token_endpoint_429_once_still_gives_a_green_url_line_and_no_data_loss_warning(
         local_backend):
-    local_backend.queue_auth_statuses(429)
-    local_backend.auth_retry_after = 1
+    local_backend.faults = Faults(auth_statuses=(429,), auth_retry_after=1)
     run = run_python("import agentops, time\nagentops.init()\ntime.sleep(2.5)\n",
                      env=exit_env(local_backend), timeout=60)
     assert run.returncode == 0, run.stderr

@@ -19,6 +19,7 @@ import pytest
 
 from agentops import diagnostics as d
 from agentops import vocabulary as v
+from agentops.testing import Faults
 from tests.conftest import clean_env, free_port, run_python
 
 SPANS = 3
@@ -195,7 +196,7 @@ def test_non_uuid_key_under_fail_safe_is_refused_locally_as_invalid_key_format(l
 
 
 def test_key_format_refused_by_the_api_with_400_is_invalid_key_format(local_backend):
-    local_backend.auth_status = 400
+    local_backend.faults = Faults(auth_status=400)
     diagnosis = diagnose(local_backend)
     assert_auth_failed(diagnosis, v.INVALID_KEY_FORMAT, 400)
     finding(diagnosis, v.INVALID_KEY_FORMAT,
@@ -212,7 +213,7 @@ def test_unknown_key_is_invalid_key_with_403(local_backend):
 
 
 def test_api_answering_500_is_server_error_retried_in_the_background(local_backend):
-    local_backend.auth_status = 500
+    local_backend.faults = Faults(auth_status=500)
     diagnosis = diagnose(local_backend, auth_timeout=0.5)
     assert_auth_failed(diagnosis, v.SERVER_ERROR, 500)
     assert diagnosis["auth"]["retrying"] is True
@@ -221,8 +222,9 @@ def test_api_answering_500_is_server_error_retried_in_the_background(local_backe
 
 
 def test_html_page_instead_of_a_token_is_bad_response_naming_the_endpoint(local_backend):
-    local_backend.auth_body = "<html><body>Sign in to the guest network</body></html>"
-    local_backend.auth_content_type = "text/html"
+    local_backend.faults = Faults(
+        auth_body="<html><body>Sign in to the guest network</body></html>",
+        auth_content_type="text/html")
     diagnosis = diagnose(local_backend)
     assert_auth_failed(diagnosis, v.BAD_RESPONSE, 200)
     finding(diagnosis, v.BAD_RESPONSE,
@@ -240,7 +242,7 @@ def test_closed_api_port_is_connection_error_naming_host_port_and_proxy_settings
 
 
 def test_api_that_never_answers_is_timeout_after_the_request_timeout(local_backend):
-    local_backend.auth_hang = True
+    local_backend.faults = Faults(auth_hang=True)
     diagnosis = diagnose(local_backend, auth_timeout=0.5, wait_for_outcome=20, timeout=60)
     assert_auth_failed(diagnosis, v.TIMEOUT, None)
     finding(diagnosis, v.TIMEOUT, issue_has=("within 10s", f"127.0.0.1:{local_backend.port}"),
@@ -248,7 +250,7 @@ def test_api_that_never_answers_is_timeout_after_the_request_timeout(local_backe
 
 
 def test_api_still_silent_after_auth_timeout_is_reported_as_pending(local_backend):
-    local_backend.auth_hang = True
+    local_backend.faults = Faults(auth_hang=True)
     diagnosis = diagnose(local_backend, auth_timeout=0.3)
     auth = diagnosis["auth"]
     assert (auth["state"], auth["reason"]) == (v.PENDING, None)
@@ -270,7 +272,7 @@ def test_certificate_the_client_cannot_verify_is_tls_error(local_backend, tls_se
 
 @pytest.mark.parametrize("status", [302, 418])
 def test_redirect_or_odd_status_from_the_api_is_unexpected_status(local_backend, status):
-    local_backend.auth_status = status
+    local_backend.faults = Faults(auth_status=status)
     diagnosis = diagnose(local_backend)
     assert_auth_failed(diagnosis, v.UNEXPECTED_STATUS, status)
     finding(diagnosis, v.UNEXPECTED_STATUS, issue_has=(f"HTTP {status}",),
@@ -298,7 +300,7 @@ def test_without_a_key_spans_stay_local_as_not_authenticated(local_backend):
 
 
 def test_receiver_refusing_the_token_is_auth_rejected(local_backend):
-    local_backend.otlp_status = 401
+    local_backend.faults = Faults(otlp_status=401)
     diagnosis = diagnose(local_backend)
     assert_lost(diagnosis, v.AUTH_REJECTED)
     finding(diagnosis, v.AUTH_REJECTED, issue_has=("HTTP 401", f"{SPANS} spans"),
@@ -306,14 +308,14 @@ def test_receiver_refusing_the_token_is_auth_rejected(local_backend):
 
 
 def test_receiver_answering_429_is_rate_limited(local_backend):
-    local_backend.otlp_status = 429
+    local_backend.faults = Faults(otlp_status=429)
     diagnosis = diagnose(local_backend, export_timeout=1)
     assert_lost(diagnosis, v.RATE_LIMITED)
     finding(diagnosis, v.RATE_LIMITED, issue_has=("HTTP 429",), advice_has=("max_wait_time",))
 
 
 def test_receiver_answering_500_is_server_error(local_backend):
-    local_backend.otlp_status = 500
+    local_backend.faults = Faults(otlp_status=500)
     diagnosis = diagnose(local_backend, export_timeout=1)
     assert_lost(diagnosis, v.SERVER_ERROR)
     finding(diagnosis, v.SERVER_ERROR, issue_has=("HTTP 500", "OTLP receiver"),
@@ -324,7 +326,7 @@ def test_receiver_answering_500_is_server_error(local_backend):
                                                  (400, v.CLIENT_ERROR, "/v1/traces")])
 def test_receiver_refusing_the_request_is_client_error_or_too_large(local_backend, status,
                                                                     cause, advice):
-    local_backend.otlp_status = status
+    local_backend.faults = Faults(otlp_status=status)
     diagnosis = diagnose(local_backend)
     assert_lost(diagnosis, cause)
     finding(diagnosis, cause, issue_has=(f"HTTP {status}",), advice_has=(advice,))
@@ -340,7 +342,7 @@ def test_closed_receiver_port_is_connection_error(local_backend):
 
 
 def test_receiver_that_never_answers_is_timeout(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     diagnosis = diagnose(local_backend, export_timeout=1, shutdown_timeout=0.5)
     assert_lost(diagnosis, v.TIMEOUT)
     finding(diagnosis, v.TIMEOUT, issue_has=("export_timeout 1s",),
@@ -356,7 +358,8 @@ def test_receiver_certificate_the_client_cannot_verify_is_tls_error(local_backen
 
 
 def test_burst_beyond_max_queue_size_while_exports_wait_is_queue_overflow(local_backend):
-    local_backend.auth_delay = 1.0  # exports wait for the token while spans keep coming
+    # Exports wait for the token while spans keep coming.
+    local_backend.faults = Faults(auth_delay=1.0)
     diagnosis = diagnose(local_backend, spans=60, max_queue_size=10)
     stats = diagnosis["export_stats"]
     overflow = stats["failures_by_cause"].get(v.QUEUE_OVERFLOW, 0)
@@ -369,7 +372,7 @@ def test_burst_beyond_max_queue_size_while_exports_wait_is_queue_overflow(local_
 
 
 def test_a_batch_in_flight_when_the_exit_budget_runs_out_keeps_the_cause_it_met(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     diagnosis = diagnose(local_backend, flush=False, shutdown=1, shutdown_timeout=1)
     assert diagnosis["client_initialized"] is False
     assert diagnosis["export_stats"]["failures_by_cause"] == {v.TIMEOUT: SPANS}

@@ -16,6 +16,7 @@ from agentops.auth import AuthSnapshot
 from agentops.client import replace_current
 from agentops.config import Config
 from agentops.export.stats import ExportStats
+from agentops.testing import Faults
 from agentops.timestamps import iso
 from tests.secret_scan import assert_no_leaks, secret_forms
 
@@ -458,11 +459,11 @@ def test_diagnosis_of_a_real_client_has_the_documented_keys_and_is_json(local_ba
 
 def test_exporter_turns_unhealthy_when_the_latest_export_failed_and_healthy_again(local_backend):
     client = init_against(local_backend, wait_for_auth=True, export_timeout=1)
-    local_backend.otlp_status = 500
+    local_backend.faults = Faults(otlp_status=500)
     make_spans(2)
     client.processor.force_flush()
     assert agentops.diagnose_session()["exporter_healthy"] is False
-    local_backend.otlp_status = None
+    local_backend.set_faults(otlp_status=None)
     make_spans(2)
     client.processor.force_flush()
     diagnosis = agentops.diagnose_session()
@@ -480,9 +481,8 @@ def test_no_secret_in_the_diagnosis_of_an_authenticated_client(local_backend):
 
 def test_a_token_or_the_key_echoed_by_the_server_is_scrubbed_from_the_diagnosis(local_backend):
     token = local_backend.issue_token(local_backend.api_key)
-    local_backend.auth_status = 403
-    local_backend.auth_body = json.dumps(
-        {"error": f"key {local_backend.api_key} rejected, token {token}"})
+    local_backend.faults = Faults(auth_status=403, auth_body=json.dumps(
+        {"error": f"key {local_backend.api_key} rejected, token {token}"}))
     client = init_against(local_backend)
     client.tracker.wait(5)
     diagnosis = agentops.diagnose_session()
@@ -507,9 +507,8 @@ def test_a_key_refused_by_fail_safe_still_counts_as_present(local_backend):
 def test_auth_failure_warning_never_logs_a_key_or_token_echoed_by_the_server(local_backend,
                                                                              caplog):
     token = local_backend.issue_token(local_backend.api_key)
-    local_backend.auth_status = 403
-    local_backend.auth_body = json.dumps(
-        {"error": f"key {local_backend.api_key} rejected, token {token}"})
+    local_backend.faults = Faults(auth_status=403, auth_body=json.dumps(
+        {"error": f"key {local_backend.api_key} rejected, token {token}"}))
     init_against(local_backend)
     deadline = time.monotonic() + 5
     while "Authentication failed" not in caplog.text and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agentops.testing import Faults
 from tests.conftest import STARTUP, clean_env, free_port
 from tests.secret_scan import assert_no_leaks, secret_forms
 
@@ -126,7 +127,7 @@ def test_doctor_exits_1_when_data_cannot_be_delivered(local_backend):
 
 
 def test_doctor_with_a_receiver_that_never_answers_finishes_within_its_timeout(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
 
     started = time.monotonic()
     result = doctor("--api-key", local_backend.api_key, "--endpoint", local_backend.api_url,

@@ -16,6 +16,7 @@ import pytest
 import agentops
 from agentops.api import AgentOpsAPI
 from agentops.auth import REQUEST_TIMEOUT as SDK_REQUEST_TIMEOUT
+from agentops.testing import Faults
 from tests import hostile_server as hostile
 from tests.conftest import SLACK, STARTUP, clean_env, run_python
 
@@ -58,8 +59,9 @@ def tls_context(tmp_path_factory):
 # -- the token endpoint, in process ------------------------------------------------------
 
 def test_200_with_an_html_page_is_bad_response(local_backend):
-    local_backend.auth_body = "<html><body>Please sign in to the Wi-Fi</body></html>"
-    local_backend.auth_content_type = "text/html"
+    local_backend.faults = Faults(
+        auth_body="<html><body>Please sign in to the Wi-Fi</body></html>",
+        auth_content_type="text/html")
     outcome, seconds = fetch(local_backend.api_url)
     assert (outcome.reason, outcome.http_status, outcome.token) == ("bad_response", 200, None)
     assert "text/html" in outcome.detail
@@ -68,7 +70,7 @@ def test_200_with_an_html_page_is_bad_response(local_backend):
 
 @pytest.mark.parametrize("token", ["not-a-jwt", "eyJhbGciOi.broken.parts", "a.b.c", ""])
 def test_200_with_a_token_that_is_not_a_jwt_is_bad_response(local_backend, token):
-    local_backend.auth_body = json.dumps({"token": token, "project_id": "p"})
+    local_backend.faults = Faults(auth_body=json.dumps({"token": token, "project_id": "p"}))
     outcome, _ = fetch(local_backend.api_url)
     assert (outcome.reason, outcome.http_status, outcome.token) == ("bad_response", 200, None)
 
@@ -89,7 +91,7 @@ MAX_PEAK = 2 * 1024 * 1024
 
 
 def test_a_10_mb_body_is_bad_response_and_is_not_read_into_memory(local_backend):
-    local_backend.auth_body = b"x" * (10 * 1024 * 1024)
+    local_backend.faults = Faults(auth_body=b"x" * (10 * 1024 * 1024))
     (outcome, seconds), peak = peak_bytes_during(lambda: fetch(local_backend.api_url))
     assert (outcome.reason, outcome.http_status) == ("bad_response", 200)
     assert "64 KiB" in outcome.detail
@@ -263,7 +265,7 @@ def flushed_stats(client):
 
 
 def test_receiver_413_to_every_size_is_too_large_for_each_span_after_splitting(local_backend):
-    local_backend.otlp_status = 413
+    local_backend.faults = Faults(otlp_status=413)
     client = init_against(local_backend, export_timeout=3)
     make_spans([f"span-{i}" for i in range(10)])
     stats = flushed_stats(client)
@@ -275,7 +277,7 @@ def test_receiver_413_to_every_size_is_too_large_for_each_span_after_splitting(l
 
 
 def test_receiver_400_is_client_error_with_the_receivers_error_text(local_backend):
-    local_backend.otlp_status = 400
+    local_backend.faults = Faults(otlp_status=400)
     client = init_against(local_backend, export_timeout=3)
     make_spans(["a", "b", "c"])
     stats = flushed_stats(client)
@@ -284,8 +286,7 @@ def test_receiver_400_is_client_error_with_the_receivers_error_text(local_backen
 
 
 def test_receiver_persistently_429_with_retry_after_is_rate_limited(local_backend):
-    local_backend.otlp_status = 429
-    local_backend.otlp_retry_after = 1
+    local_backend.faults = Faults(otlp_status=429, otlp_retry_after=1)
     client = init_against(local_backend, export_timeout=1.5)
     make_spans([f"span-{i}" for i in range(4)])
     stats = flushed_stats(client)
@@ -302,8 +303,7 @@ def test_receiver_persistently_429_with_retry_after_is_rate_limited(local_backen
 
 
 def test_receiver_429_once_with_retry_after_then_ok_delivers_every_span(local_backend):
-    local_backend.queue_otlp_statuses(429)
-    local_backend.otlp_retry_after = 2
+    local_backend.faults = Faults(otlp_statuses=(429,), otlp_retry_after=2)
     client = init_against(local_backend, export_timeout=6)
     names = [f"span-{i}" for i in range(6)]
     make_spans(names)
@@ -334,8 +334,7 @@ print("END", time.time(), flush=True)
 
 def test_program_with_a_persistent_429_retry_after_30_exits_within_the_shutdown_budget(
         local_backend):
-    local_backend.otlp_status = 429
-    local_backend.otlp_retry_after = 30
+    local_backend.faults = Faults(otlp_status=429, otlp_retry_after=30)
     env = program_env(local_backend.api_url, local_backend.otlp_url)
     env.update(AGENTOPS_API_KEY=local_backend.api_key, AGENTOPS_SHUTDOWN_TIMEOUT="2",
                AGENTOPS_EXPORT_TIMEOUT="60")

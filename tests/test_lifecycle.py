@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from agentops.testing import Faults
 from tests.conftest import clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for
 
@@ -78,7 +79,7 @@ def test_sigterm_half_a_second_after_20_spans_delivers_them_and_ends_as_killed(l
 
 def test_sigterm_with_the_receiver_hanging_ends_within_the_budget_and_says_what_was_lost(
         local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     program = Program("""
         import time, agentops
         from opentelemetry import trace
@@ -195,7 +196,7 @@ def test_background_threads_import_nothing_after_init(local_backend):
 
 
 def test_ctrl_c_during_the_exit_wait_counts_every_span_and_prints_the_exit_line(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     program = Program("""
         import time, agentops
         from opentelemetry import trace
@@ -330,7 +331,7 @@ def test_flush_returns_true_when_delivered_and_false_when_a_batch_failed(local_b
         text=True, env=env_for(local_backend))
     assert program.stdout.readline() == "BEFORE_INIT True\n"
     assert program.stdout.readline() == "HEALTHY True\n"
-    local_backend.otlp_status = 400
+    local_backend.faults = Faults(otlp_status=400)
     out, err = program.communicate("go\n", timeout=60)
     assert program.returncode == 0, err
     assert "FAILING False" in out and "AFTER_SHUTDOWN False" in out
@@ -338,7 +339,7 @@ def test_flush_returns_true_when_delivered_and_false_when_a_batch_failed(local_b
 
 def test_flush_with_a_receiver_that_never_answers_returns_false_within_its_timeout(
         local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     run = run_python("""
         import time, agentops
         from opentelemetry import trace
@@ -356,7 +357,7 @@ def test_flush_with_a_receiver_that_never_answers_returns_false_within_its_timeo
 
 
 def test_shutdown_with_a_timeout_bounds_the_wait_and_counts_the_rest(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     run = run_python("""
         import json, time, agentops
         from opentelemetry import trace

@@ -32,6 +32,7 @@ import agentops.client
 from agentops import vocabulary as v
 from agentops.api import AgentOpsAPI, TokenOutcome, token_claims
 from agentops.config import SETTINGS, Config, ConfigError
+from agentops.testing import Faults
 from tests.conftest import SLACK, free_port
 
 KEY = "6f4e1c2a-9b1d-4c3e-8f00-123456787f79"
@@ -433,7 +434,7 @@ def test_a_batch_interval_beyond_what_threads_can_wait_is_refused_and_ignored_un
 @pytest.mark.parametrize("setting", ["auth_timeout", "shutdown_timeout"])
 def test_a_timeout_beyond_what_threads_can_wait_is_refused_and_ignored_under_fail_safe(
         local_backend, setting):
-    local_backend.auth_delay = 0.3
+    local_backend.faults = Faults(auth_delay=0.3)
     settings = dict(api_key=local_backend.api_key, endpoint=local_backend.api_url,
                     exporter_endpoint=local_backend.otlp_url, app_url=local_backend.app_url,
                     wait_for_auth=True, **{setting: 1e12})

@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from agentops.testing import Faults
 from tests.conftest import free_port, run_python
 from tests.test_sdk_e2e import env_for
 
@@ -73,7 +74,8 @@ def test_sixteen_threads_of_spans_while_diagnosing_keep_exact_accounts(local_bac
 
 
 def test_burst_larger_than_the_queue_is_exported_or_counted_as_overflow_exactly(local_backend):
-    local_backend.auth_delay = 1.0  # spans pile up while the first batch is held for a token
+    # Spans pile up while the first batch is held for a token.
+    local_backend.faults = Faults(auth_delay=1.0)
     code = program("""
     import json, agentops
     from opentelemetry import trace
@@ -116,11 +118,11 @@ def test_receiver_outage_then_recovery_delivers_retried_batches_and_counts_the_r
 
     try:
         assert proc.stdout.readline().startswith("PHASE before")
-        local_backend.otlp_status = 503
+        local_backend.faults = Faults(otlp_status=503)
         next_phase()
         assert proc.stdout.readline().startswith("PHASE during")
-        local_backend.otlp_status = None
-        local_backend.queue_otlp_statuses(503, 503)   # recovering: two more refusals, then OK
+        # Recovering: two more refusals, then OK.
+        local_backend.set_faults(otlp_status=None, otlp_statuses=(503, 503))
         next_phase()
         assert proc.stdout.readline().startswith("PHASE after")
         next_phase()

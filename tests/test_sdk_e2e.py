@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from agentops.testing import Faults
 from tests.conftest import SLACK, clean_env, free_port, run_python
 
 SPANS = 20
@@ -84,7 +85,7 @@ def test_healthy_program_delivers_every_span_at_exit_with_a_green_url(local_back
 
 
 def test_slow_authentication_holds_spans_until_the_token_arrives(local_backend):
-    local_backend.auth_delay = 3.0
+    local_backend.faults = Faults(auth_delay=3.0)
     flush = "agentops.get_client().processor.force_flush()"
     run = run_timed(program(flush), env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
@@ -99,7 +100,7 @@ def test_slow_authentication_holds_spans_until_the_token_arrives(local_backend):
 
 
 def test_receiver_answering_503_twice_then_ok_loses_nothing(local_backend):
-    local_backend.queue_otlp_statuses(503, 503)
+    local_backend.faults = Faults(otlp_statuses=(503, 503))
     run = run_timed(program("agentops.get_client().processor.force_flush()"),
                     env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
@@ -126,7 +127,7 @@ def test_short_lived_tokens_are_refreshed_and_every_span_arrives(local_backend):
 
 
 def test_receiver_that_never_answers_cannot_hold_exit_past_the_shutdown_budget(local_backend):
-    local_backend.otlp_hang = True
+    local_backend.faults = Faults(otlp_hang=True)
     run = run_timed(program(), env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="2"),
                     timeout=30)
     assert run.returncode == 0, run.stderr
@@ -173,7 +174,7 @@ def test_invalid_key_sends_nothing_exits_fast_and_shows_a_red_url(local_backend)
 
 
 def test_receiver_always_401_is_counted_as_auth_rejected(local_backend):
-    local_backend.otlp_status = 401
+    local_backend.faults = Faults(otlp_status=401)
     run = run_timed(program("agentops.get_client().processor.force_flush()"),
                     env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
@@ -211,7 +212,7 @@ def test_auth_service_down_program_still_exits_promptly(local_backend):
 @pytest.mark.parametrize("wait", ["true", "false"])
 def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend, wait):
     delay = 1.5
-    local_backend.auth_delay = delay
+    local_backend.faults = Faults(auth_delay=delay)
     code = """
     import time, agentops
     started = time.monotonic()
@@ -230,7 +231,7 @@ def test_init_returns_without_waiting_for_the_network_unless_asked(local_backend
 
 
 def test_program_ending_before_authentication_still_prints_its_url_line(local_backend):
-    local_backend.auth_delay = 5.0
+    local_backend.faults = Faults(auth_delay=5.0)
     code = "import agentops; agentops.init(shutdown_timeout=0.5)"
     run = run_python(code, env=env_for(local_backend))
     assert run.returncode == 0, run.stderr

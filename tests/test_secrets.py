@@ -14,7 +14,7 @@ import pytest
 
 import agentops
 from agentops.config import Config
-from agentops.testing import LocalBackend
+from agentops.testing import Faults, LocalBackend
 from tests.conftest import clean_env, free_port, run_python
 from tests.secret_scan import assert_no_leaks, secret_forms
 
@@ -97,7 +97,7 @@ def configure_invalid_key(backend, env):
 
 
 def configure_receiver_401(backend, env):
-    backend.otlp_status = 401
+    backend.faults = Faults(otlp_status=401)
 
 
 def configure_receiver_down(backend, env):
@@ -105,7 +105,7 @@ def configure_receiver_down(backend, env):
 
 
 def configure_auth_slow(backend, env):
-    backend.auth_delay = 2.0
+    backend.faults = Faults(auth_delay=2.0)
 
 
 def configure_fail_safe_bad_key(backend, env):
@@ -177,7 +177,7 @@ def test_no_key_or_token_in_doctor_output(backend, doctor, as_json, key_from):
     elif key_from == "unknown-key":
         extra["AGENTOPS_API_KEY"] = UNKNOWN_KEY
     elif key_from == "receiver-401":
-        backend.otlp_status = 401
+        backend.faults = Faults(otlp_status=401)
     run = doctor(backend, *args, **extra)
     assert run.returncode in (0, 1), run.stderr
     if key_from in ("env", "argument"):
@@ -193,7 +193,7 @@ def test_no_key_or_token_in_doctor_output(backend, doctor, as_json, key_from):
 
 def test_no_key_or_token_in_log_records_reprs_or_reports_in_process(backend, caplog):
     caplog.set_level(logging.DEBUG)
-    backend.queue_otlp_statuses(401, 401)
+    backend.faults = Faults(otlp_statuses=(401, 401))
     agentops.init(api_key=KEY, endpoint=backend.api_url, exporter_endpoint=backend.otlp_url,
                   app_url=backend.app_url, max_wait_time=50, wait_for_auth=True,
                   log_level="DEBUG", export_timeout=2)

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from agentops.testing import Faults
 from tests.conftest import clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for, url_lines
 
@@ -26,7 +27,7 @@ def sdk_lines(stderr: str) -> list[str]:
 # -- findings as data ------------------------------------------------------------------------
 
 def test_each_finding_carries_a_code_severity_evidence_and_the_issue_it_renders(local_backend):
-    local_backend.otlp_status = 400
+    local_backend.faults = Faults(otlp_status=400)
     code = """
     import json, agentops
     from opentelemetry import trace
@@ -234,7 +235,7 @@ def test_instrument_threading_false_leaves_threads_alone(local_backend):
 
 def test_a_program_ending_while_authentication_runs_says_how_long_it_actually_waited(
         local_backend):
-    local_backend.auth_delay = 3.0
+    local_backend.faults = Faults(auth_delay=3.0)
     code = "import time, agentops; agentops.init(shutdown_timeout=0.3); time.sleep(2.3)"
     run = run_python(code, env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
@@ -315,7 +316,8 @@ def test_a_refused_key_is_one_warning_and_an_exit_line_naming_the_same_cause(loc
 
 
 def test_queue_overflow_is_warned_when_it_happens_not_only_at_exit(local_backend):
-    local_backend.auth_delay = 1.0  # spans pile up while the first batch waits for a token
+    # Spans pile up while the first batch waits for a token.
+    local_backend.faults = Faults(auth_delay=1.0)
     code = """
     import agentops, logging, sys
     from opentelemetry import trace
@@ -337,7 +339,8 @@ def test_queue_overflow_is_warned_when_it_happens_not_only_at_exit(local_backend
 
 
 def test_report_right_after_init_claims_neither_a_rate_nor_health(local_backend):
-    local_backend.otlp_delay = 1.5  # the receiver check is still waiting for its answer
+    # The receiver check is still waiting for its answer.
+    local_backend.faults = Faults(otlp_delay=1.5)
     code = """
     import time, agentops
     agentops.init(wait_for_auth=True)
@@ -516,7 +519,8 @@ def test_an_ipv6_endpoint_is_labelled_with_brackets():
 def test_a_token_for_another_project_than_the_response_names_is_a_finding(local_backend):
     token = local_backend.issue_token(local_backend.api_key)
     claimed = local_backend.decode_token(token)["project_id"]
-    local_backend.auth_body = json.dumps({"token": token, "project_id": "some-other-project"})
+    local_backend.faults = Faults(
+        auth_body=json.dumps({"token": token, "project_id": "some-other-project"}))
     code = """
     import json, agentops
     agentops.init(auto_start_session=False, wait_for_auth=True)
@@ -540,7 +544,7 @@ def test_in_a_jupyter_kernel_the_url_line_is_output_of_the_cell_that_called_init
 
     from jupyter_client.manager import start_new_kernel
 
-    local_backend.auth_delay = 1.0  # the line comes after init's cell has finished
+    local_backend.faults = Faults(auth_delay=1.0)  # the line comes after init's cell has finished
     manager, kernel = start_new_kernel(kernel_name="python3", env=env_for(local_backend))
     try:
         init_cell = kernel.execute("import agentops; agentops.init()")
@@ -619,7 +623,7 @@ README_SCENARIOS = [
     ("local only", {"api_key": None}, {}, "import agentops; agentops.init()"),
     ("auth failed", {}, {"accepted_keys": []},
      SETTLED),
-    ("the program ended", {}, {"auth_delay": 3.0},
+    ("the program ended", {}, {"faults": Faults(auth_delay=3.0)},
      "import time, agentops; agentops.init(shutdown_timeout=0.3); time.sleep(2.3)"),
     ("not recorded", {"OTEL_TRACES_SAMPLER": "always_off"}, {},
      SETTLED),
@@ -628,13 +632,13 @@ README_SCENARIOS = [
 ]
 
 
-@pytest.mark.parametrize("words, env, knobs, code", README_SCENARIOS,
+@pytest.mark.parametrize("words, env, backend_settings, code", README_SCENARIOS,
                          ids=[s[0] for s in README_SCENARIOS])
 def test_each_url_line_the_readme_shows_is_one_a_program_prints(local_backend, words, env,
-                                                                knobs, code):
+                                                                backend_settings, code):
     [documented] = [line for line in _readme_url_lines() if words in line]
-    for knob, value in knobs.items():
-        setattr(local_backend, knob, value)
+    for name, value in backend_settings.items():
+        setattr(local_backend, name, value)
     api_key = env.pop("api_key", "default") if "api_key" in env else "default"
     run = run_python(code, env=env_for(local_backend, api_key=api_key, **env))
     assert run.returncode == 0, run.stderr

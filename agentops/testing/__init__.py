@@ -1,8 +1,8 @@
 """A local, AgentOps-compatible backend for tests, demos and offline checks.
 
-    from agentops.testing import LocalBackend
+    from agentops.testing import Faults, LocalBackend
 
-    with LocalBackend() as backend:
+    with LocalBackend(faults=Faults(otlp_statuses=(503,))) as backend:
         ...  # point the SDK at backend.api_url / backend.otlp_url with backend.api_key
         backend.wait_for_spans(1)
 """
@@ -12,12 +12,16 @@ from agentops.testing.backend import (
     AUTH_TOKEN_PATH,
     DEFAULT_TOKEN_TTL,
     HEALTH_PATH,
-    MAX_BODY_BYTES,
-    MAX_DECOMPRESSED_BYTES,
     MAX_RECORDS,
     OTLP_TRACES_PATH,
+    STOP_TIMEOUT,
+    AuthRequestRecord,
     LocalBackend,
+    OtlpRequestRecord,
 )
+from agentops.testing.faults import Faults
+from agentops.testing.otlp import MAX_DECOMPRESSED_BYTES, SpanRecord
+from agentops.testing.server import MAX_BODY_BYTES
 
 __all__ = [
     "APP_PATH",
@@ -28,5 +32,10 @@ __all__ = [
     "MAX_DECOMPRESSED_BYTES",
     "MAX_RECORDS",
     "OTLP_TRACES_PATH",
+    "STOP_TIMEOUT",
+    "AuthRequestRecord",
+    "Faults",
     "LocalBackend",
+    "OtlpRequestRecord",
+    "SpanRecord",
 ]

@@ -8,7 +8,8 @@ import signal
 import sys
 import threading
 
-from agentops.testing.backend import DEFAULT_TOKEN_TTL, LocalBackend, is_loopback_host
+from agentops.testing.backend import DEFAULT_TOKEN_TTL, LocalBackend
+from agentops.testing.server import is_loopback_host
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
