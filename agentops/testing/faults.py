@@ -83,7 +83,8 @@ class Faults:
     - ``otlp_hang``: as ``auth_hang``, for export requests; a held request is recorded
       (with status 0) when it arrives.
     - ``otlp_drip``: seconds between the bytes of a 200's body: a receiver that answers
-      slower than any read timeout while never going silent for long.
+      slower than any read timeout while never going silent for long. The body then
+      carries a 200-character ``partial_success`` message, so there are bytes to drip.
     - ``token_leeway``: seconds past a token's ``exp`` the receiver still accepts it (a
       receiver whose clock is behind the issuer's).
 
