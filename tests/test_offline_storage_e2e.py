@@ -14,7 +14,7 @@ import time
 import pytest
 
 from agentops.export.storage import OfflineStore
-from agentops.testing import LocalBackend
+from agentops.testing import Faults, LocalBackend
 from tests.conftest import clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for, exit_seconds, run_timed
 
@@ -184,7 +184,7 @@ def test_another_key_or_endpoint_does_not_send_what_was_stored(down_then_up, tmp
 
 @pytest.mark.parametrize("status, cause", [(400, "client_error"), (413, "too_large")])
 def test_definitive_failures_are_not_stored(tmp_path, status, cause):
-    with LocalBackend(otlp_status=status) as backend:
+    with LocalBackend(faults=Faults(otlp_status=status)) as backend:
         env = storage_env(backend, tmp_path)
         run = run_python(spans_then_exit(spans=1), env=env)
     assert run.returncode == 0, run.stderr
@@ -345,12 +345,12 @@ def test_agentops_flush_with_the_receiver_failing_keeps_the_batch_for_later(down
     env, up = down_then_up
     assert run_python(spans_then_exit(), env=env).returncode == 0
     backend = up()
-    backend.otlp_status = 503
+    backend.faults = Faults(otlp_status=503)
     flush = flush_now(env, "--timeout", "3")
     assert flush.returncode == 1
     assert "server_error" in flush.stdout, flush.stdout + flush.stderr
     assert stored(env)["pending_spans"] == SPANS  # handed back, not dropped
-    backend.otlp_status = None
+    backend.set_faults(otlp_status=None)
     assert flush_now(env).returncode == 0
     assert len(backend.spans) == SPANS
 
@@ -359,7 +359,7 @@ def test_a_stored_batch_the_receiver_refuses_for_good_is_removed_and_counted(dow
     env, up = down_then_up
     assert run_python(spans_then_exit(), env=env).returncode == 0
     backend = up()
-    backend.otlp_status = 400
+    backend.faults = Faults(otlp_status=400)
     flush = flush_now(env)
     assert flush.returncode == 1
     assert f"{SPANS} spans removed without delivery (client_error)" in flush.stdout, flush.stdout
@@ -369,7 +369,7 @@ def test_a_stored_batch_the_receiver_refuses_for_good_is_removed_and_counted(dow
 def test_a_receiver_failing_briefly_at_exit_is_retried_not_stored(tmp_path):
     """Storage does not replace the exit's retries: 503, 503, then 200 delivers."""
     with LocalBackend() as backend:
-        backend.queue_otlp_statuses(503, 503)
+        backend.faults = Faults(otlp_statuses=(503, 503))
         env = storage_env(backend, tmp_path)
         run = run_python(spans_then_exit(), env=env)
         assert run.returncode == 0, run.stderr
@@ -379,7 +379,7 @@ def test_a_receiver_failing_briefly_at_exit_is_retried_not_stored(tmp_path):
 
 
 def test_a_receiver_that_never_answers_at_exit_ends_in_budget_with_every_span_stored(tmp_path):
-    with LocalBackend(otlp_hang=True) as backend:
+    with LocalBackend(faults=Faults(otlp_hang=True)) as backend:
         env = storage_env(backend, tmp_path)
         run = run_timed(spans_then_exit(), env=env)
     assert run.returncode == 0, run.stderr
