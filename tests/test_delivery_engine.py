@@ -1,6 +1,6 @@
 """The delivery engine against receivers and token endpoints that misbehave: every answer is
 read as a value, every deadline holds, nothing that could be delivered is lost. Real
-sockets throughout: LocalBackend with its fault knobs, tests/hostile_server.py for answers
+sockets throughout: LocalBackend with its Faults, tests/hostile_server.py for answers
 LocalBackend cannot script, subprocesses where the exit matters."""
 
 from __future__ import annotations
