@@ -142,6 +142,7 @@ def test_exactly_one_url_line_per_session_trace(local_backend):
         agentops.end_trace(agentops.start_trace(name))
     """
     run = run_python(code, env=env_for(local_backend))
+    assert run.returncode == 0, run.stderr
     lines = [line for line in run.stderr.splitlines() if "Session Replay" in line]
     assert len(lines) == 3 and len({line.split("trace_id=")[1] for line in lines}) == 3
 
