@@ -50,6 +50,16 @@ class Run:
     stdout: str
     stderr: str
     seconds: float
+    ended_at: float
+    """``time.time()`` once the process had ended."""
+
+    def exit_seconds(self) -> float:
+        """Seconds from the program's ``END <time.time()>`` line to the end of its process:
+        how long its exit took."""
+        for line in self.stdout.splitlines():
+            if line.startswith("END "):
+                return self.ended_at - float(line.split()[1])
+        raise AssertionError(f"no END line in stdout:\n{self.stdout}\nstderr:\n{self.stderr}")
 
     def last_json(self) -> dict:
         """The last stdout line that is a JSON object (programs print their diagnosis so)."""
@@ -92,7 +102,8 @@ def run_python(code: str, *, timeout: float = 60, env: dict[str, str] | None = N
                            *(args or [])],
                           capture_output=True, text=True, timeout=timeout,
                           env=env if env is not None else clean_env())
-    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+    return Run(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started,
+               time.time())
 
 
 @pytest.fixture(autouse=True)

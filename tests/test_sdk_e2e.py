@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import re
-import time
 
 import pytest
 
@@ -48,18 +47,6 @@ def env_for(backend, api_key: str | None = "default", **extra: str) -> dict[str,
     return env
 
 
-def exit_seconds(run) -> float:
-    """Seconds from the program's last line to the end of its process."""
-    end_line = next(line for line in run.stdout.splitlines() if line.startswith("END "))
-    return run.finished_wall - float(end_line.split()[1])
-
-
-def run_timed(code: str, **kwargs):
-    run = run_python(code, **kwargs)
-    run.finished_wall = time.time()
-    return run
-
-
 def exit_causes(stderr: str) -> dict[str, int]:
     """The exit line's "(cause: spans, ...)" as a dict."""
     found = re.search(r"spans not delivered \(([^)]*)\)", stderr)
@@ -72,7 +59,7 @@ def url_lines(stderr: str) -> list[str]:
 
 
 def test_healthy_program_delivers_every_span_at_exit_with_a_green_url(local_backend):
-    run = run_timed(program(), env=env_for(local_backend))
+    run = run_python(program(), env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
     names = local_backend.span_names
@@ -87,7 +74,7 @@ def test_healthy_program_delivers_every_span_at_exit_with_a_green_url(local_back
 def test_slow_authentication_holds_spans_until_the_token_arrives(local_backend):
     local_backend.faults = Faults(auth_delay=3.0)
     flush = "agentops.get_client().processor.force_flush()"
-    run = run_timed(program(flush), env=env_for(local_backend))
+    run = run_python(program(flush), env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
     requests_seen = local_backend.otlp_requests
@@ -101,7 +88,7 @@ def test_slow_authentication_holds_spans_until_the_token_arrives(local_backend):
 
 def test_receiver_answering_503_twice_then_ok_loses_nothing(local_backend):
     local_backend.faults = Faults(otlp_statuses=(503, 503))
-    run = run_timed(program("agentops.get_client().processor.force_flush()"),
+    run = run_python(program("agentops.get_client().processor.force_flush()"),
                     env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
@@ -112,7 +99,7 @@ def test_receiver_answering_503_twice_then_ok_loses_nothing(local_backend):
 def test_short_lived_tokens_are_refreshed_and_every_span_arrives(local_backend):
     ttl = 2
     local_backend.token_ttl = ttl
-    run = run_timed(program(), env=env_for(local_backend), args=["0.3"], timeout=60)
+    run = run_python(program(), env=env_for(local_backend), args=["0.3"], timeout=60)
     assert run.returncode == 0, run.stderr
     assert local_backend.wait_for_spans(SPANS + 1, timeout=5)
     # Spans are exported over SPANS * 0.3 = 6 s, longer than one token lives (exp is
@@ -128,10 +115,10 @@ def test_short_lived_tokens_are_refreshed_and_every_span_arrives(local_backend):
 
 def test_receiver_that_never_answers_cannot_hold_exit_past_the_shutdown_budget(local_backend):
     local_backend.faults = Faults(otlp_hang=True)
-    run = run_timed(program(), env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="2"),
+    run = run_python(program(), env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="2"),
                     timeout=30)
     assert run.returncode == 0, run.stderr
-    assert exit_seconds(run) <= 2 + SLACK
+    assert run.exit_seconds() <= 2 + SLACK
     assert "Session data not sent to backend" in run.stderr
     # The batch was sent and never answered: it keeps the cause it met, not "shutdown"
     # (spans never attempted are "shutdown"; the summary lists causes by count).
@@ -144,11 +131,11 @@ wait it out. Half of it is the margin for a loaded machine."""
 
 
 def test_without_api_key_nothing_is_sent_and_the_url_says_local_only(local_backend):
-    run = run_timed(program(), env=env_for(local_backend, api_key=None,
+    run = run_python(program(), env=env_for(local_backend, api_key=None,
                                            AGENTOPS_SHUTDOWN_TIMEOUT=str(UNUSED_BUDGET)))
     assert run.returncode == 0, run.stderr
     assert local_backend.otlp_requests == [] and local_backend.auth_requests == []
-    assert exit_seconds(run) < UNUSED_BUDGET / 2
+    assert run.exit_seconds() < UNUSED_BUDGET / 2
     lines = url_lines(run.stderr)
     assert len(lines) == 1 and "\U0001f7e1" in lines[0] and "local only" in lines[0]
     diagnosis = run.last_json()
@@ -157,12 +144,12 @@ def test_without_api_key_nothing_is_sent_and_the_url_says_local_only(local_backe
 
 def test_invalid_key_sends_nothing_exits_fast_and_shows_a_red_url(local_backend):
     unknown = "00000000-0000-4000-8000-000000000000"
-    run = run_timed(program(), env=env_for(local_backend, api_key=unknown,
+    run = run_python(program(), env=env_for(local_backend, api_key=unknown,
                                            AGENTOPS_WAIT_FOR_AUTH="true",
                                            AGENTOPS_SHUTDOWN_TIMEOUT=str(UNUSED_BUDGET)))
     assert run.returncode == 0, run.stderr
     assert local_backend.otlp_requests == []
-    assert exit_seconds(run) < UNUSED_BUDGET / 2
+    assert run.exit_seconds() < UNUSED_BUDGET / 2
     lines = url_lines(run.stderr)
     assert len(lines) == 1 and "\U0001f534" in lines[0] and "invalid_key" in lines[0]
     assert "Authentication failed - invalid API key or network issue" in run.stderr
@@ -175,7 +162,7 @@ def test_invalid_key_sends_nothing_exits_fast_and_shows_a_red_url(local_backend)
 
 def test_receiver_always_401_is_counted_as_auth_rejected(local_backend):
     local_backend.faults = Faults(otlp_status=401)
-    run = run_timed(program("agentops.get_client().processor.force_flush()"),
+    run = run_python(program("agentops.get_client().processor.force_flush()"),
                     env=env_for(local_backend))
     assert run.returncode == 0, run.stderr
     diagnosis = run.last_json()
@@ -192,7 +179,7 @@ def test_receiver_always_401_is_counted_as_auth_rejected(local_backend):
 
 
 def test_url_line_falls_back_to_ascii_on_a_stream_that_cannot_encode_emoji(local_backend):
-    run = run_timed(program(), env=env_for(local_backend, PYTHONIOENCODING="ascii"))
+    run = run_python(program(), env=env_for(local_backend, PYTHONIOENCODING="ascii"))
     assert run.returncode == 0, run.stderr
     lines = url_lines(run.stderr)
     assert len(lines) == 1 and lines[0].startswith("AgentOps: [OK] Session Replay")
@@ -201,9 +188,9 @@ def test_url_line_falls_back_to_ascii_on_a_stream_that_cannot_encode_emoji(local
 def test_auth_service_down_program_still_exits_promptly(local_backend):
     env = env_for(local_backend)
     env["AGENTOPS_API_ENDPOINT"] = f"http://127.0.0.1:{free_port()}"
-    run = run_timed(program(), env=env)
+    run = run_python(program(), env=env)
     assert run.returncode == 0, run.stderr
-    assert exit_seconds(run) <= 2 + SLACK
+    assert run.exit_seconds() <= 2 + SLACK
     assert local_backend.otlp_requests == []
     diagnosis = run.last_json()
     assert diagnosis["auth"]["reason"] == "connection_error"
