@@ -392,3 +392,25 @@ def test_a_receiver_that_never_answers_at_exit_ends_in_budget_with_every_span_st
     assert run.exit_seconds() < 2.0 + 0.5 + SLACK, run.stderr
     assert stored(env)["pending_spans"] == SPANS
     assert f"{SPANS} of {SPANS} spans not sent yet (timeout: {SPANS})" in run.stderr
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_receiver_rejecting_the_token_during_replay_keeps_the_store(down_then_up, status):
+    """A 401/403 says the receiver refuses this process's token, not these batches: they
+    stay stored (every one of them) and are sent once the receiver accepts again."""
+    env, up = down_then_up
+    for tag in ("first", "second"):
+        assert run_python(spans_then_exit(tag, 3), env=env).returncode == 0
+    assert stored(env)["pending_batches"] == 2
+    backend = up()
+    backend.faults = Faults(otlp_status=status)
+    flush = flush_now(env, "--timeout", "10")
+    assert flush.returncode == 1
+    assert "auth_rejected" in flush.stdout, flush.stdout + flush.stderr
+    assert "removed without delivery" not in flush.stdout, flush.stdout
+    assert stored(env)["pending_spans"] == 6
+    backend.set_faults(otlp_status=None)
+    flush = flush_now(env)
+    assert flush.returncode == 0, flush.stdout + flush.stderr
+    assert sorted(names(backend)) == sorted(f"{tag}-{n}" for tag in ("first", "second")
+                                            for n in range(3))

@@ -4,9 +4,10 @@ background, and ``flush_stored`` behind ``agentops flush``.
 Stored batches are the encoded OTLP requests the exporter could not deliver; they go out
 through the same request loop (``export.request.OTLPRequestLoop``) as live batches, with the
 same token, deadline and retry policy, oldest first, one at a time, each deleted once the
-receiver accepted it. A transient failure hands the batch back to the store and stops the
-replay (the next attempt starts from it); a definitive one (the receiver will never accept
-it) removes it and counts its spans under that cause.
+receiver accepted it. A transient failure, or the receiver refusing the token (401/403),
+hands the batch back to the store and stops the replay (the next attempt starts from it); a
+definitive one (the receiver will never accept this batch) removes it and counts its spans
+under that cause.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("agentops")
 
-RETRIED_CAUSES = v.STORED_EXPORT_CAUSES | {v.NOT_AUTHENTICATED}
-"""A stored batch failing so goes back to the store for a later attempt."""
+RETRIED_CAUSES = v.STORED_EXPORT_CAUSES | {v.NOT_AUTHENTICATED, v.AUTH_REJECTED}
+"""A stored batch failing so goes back to the store for a later attempt. ``auth_rejected``
+too: a 401/403 refuses this process's token (or the receiver's auth is misconfigured), not
+the batch, and every other stored batch would meet the same answer; a live batch refused
+so is not stored, but a stored one is not thrown away for it."""
 
 
 @dataclass
