@@ -189,6 +189,10 @@ def _storage_lines(facts: Mapping[str, Any]) -> list[str]:
     lines.append(f"  {facts.get('directory')}")
     if facts.get("error"):
         lines.append(f"  cannot be read: {facts['error']}")
+    elif facts.get("write_error"):
+        lines.append(f"  cannot be written: {facts['write_error']}: spans that cannot be "
+                     "delivered would be lost; point storage_directory "
+                     "(AGENTOPS_STORAGE_DIRECTORY) at a writable directory")
     elif facts.get("pending_batches"):
         lines.append(f"  {facts['pending_spans']} spans ({facts['pending_batches']} batches, "
                      f"{facts['bytes']} bytes) waiting since {facts['oldest_at']}: "

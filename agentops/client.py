@@ -19,7 +19,12 @@ from agentops.api import AgentOpsAPI
 from agentops.auth import AuthTracker
 from agentops.config import Config
 from agentops.export.exporter import InstrumentedSpanExporter
-from agentops.export.loss_log import LossLog, exit_summary, stored_summary
+from agentops.export.loss_log import (
+    LossLog,
+    exit_summary,
+    storage_dropped_summary,
+    stored_summary,
+)
 from agentops.export.processor import AccountingSpanProcessor
 from agentops.export.receiver import ReceiverStatus
 from agentops.export.request import ExitBudget
@@ -273,12 +278,17 @@ class Client:
         snapshot = self.stats.snapshot()
         auth = self.tracker.snapshot()
         prefix = f"{reason}: " if reason else ""
-        saved = stored_summary(snapshot["spans_made"], snapshot["stored_by_cause"],
-                               self.store.directory if self.store is not None else None)
+        directory = self.store.directory if self.store is not None else None
+        saved = stored_summary(snapshot["spans_made"], snapshot["stored_by_cause"], directory)
         if saved:
             logger.warning(prefix + saved)
+        dropped = storage_dropped_summary(snapshot["stored_spans_dropped"], directory)
+        if dropped:
+            logger.warning(prefix + dropped)
         line = exit_summary(snapshot["spans_made"], snapshot["failures_by_cause"],
-                            auth.reason if auth.state == v.FAILED else None)
+                            auth.reason if auth.state == v.FAILED else None,
+                            (directory, self.store.write_error)
+                            if self.store is not None and self.store.write_error else None)
         if line:
             level = logging.INFO if self.tracker.state == v.DISABLED else logging.WARNING
             logger.log(level, prefix + line)

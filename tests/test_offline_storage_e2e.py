@@ -4,12 +4,15 @@ real port. Each program runs in its own interpreter, as users' programs do."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 
 import pytest
 
@@ -414,3 +417,68 @@ def test_a_receiver_rejecting_the_token_during_replay_keeps_the_store(down_then_
     assert flush.returncode == 0, flush.stdout + flush.stderr
     assert sorted(names(backend)) == sorted(f"{tag}-{n}" for tag in ("first", "second")
                                             for n in range(3))
+
+
+def test_the_exit_line_says_why_offline_storage_did_not_keep_the_spans(tmp_path):
+    """storage_directory names a file: the spans cannot be stored, and the exit line (all a
+    short script's user sees) says why, not only "not delivered"."""
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, not_a_directory, AGENTOPS_EXPORTER_ENDPOINT=closed)
+        run = run_python(spans_then_exit(spans=4), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "4 of 4 spans not delivered (connection_error: 4)" in run.stderr
+    line = next((line for line in run.stderr.splitlines()
+                 if f"offline storage in {not_a_directory} could not keep them" in line), None)
+    assert line is not None, run.stderr
+    assert f"{not_a_directory} is not a directory" in line, line
+
+
+@pytest.mark.parametrize("bound", ["storage_full", "expired"])
+def test_the_exit_line_says_what_the_store_dropped_to_respect_its_bounds(tmp_path, bound):
+    """Storing this run's spans removed older stored spans (the store was full, or they
+    were too old): the exit line says so rather than only "saved"."""
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, tmp_path, AGENTOPS_EXPORTER_ENDPOINT=closed)
+        # Another key's batch (the bounds are the whole store's): this run's replay leaves
+        # it alone, so only this run's own put removes it.
+        earlier = OfflineStore(tmp_path, api_key=str(uuid.uuid4()), endpoint=closed)
+        if bound == "storage_full":  # 10 bytes short of the 50 MB bound
+            assert earlier.put(b"\0" * (earlier.max_bytes - 10), 7).stored
+        else:
+            assert earlier.put(b"\0" * 10, 7).stored
+            with contextlib.closing(sqlite3.connect(earlier.path)) as db, db:
+                db.execute("UPDATE batches SET stored_at = stored_at - ?",
+                           (earlier.max_age + 60,))
+        run = run_python(spans_then_exit(spans=4), env=env)
+    assert run.returncode == 0, run.stderr
+    assert "4 of 4 spans not sent yet (connection_error: 4) and saved" in run.stderr
+    assert (f"7 stored spans removed from offline storage in {tmp_path} without delivery "
+            f"({bound}: 7)") in run.stderr, run.stderr
+    assert stored(env)["pending_spans"] == 4
+
+
+def test_doctor_and_the_diagnosis_say_when_the_storage_directory_cannot_be_written(tmp_path):
+    """Before any batch fails: `agentops doctor` answers "can this setup keep what it cannot
+    send", so a storage_directory that names a file is reported, with what to change."""
+    not_a_directory = tmp_path / "a-file"
+    not_a_directory.write_text("")
+    with LocalBackend() as backend:
+        env = storage_env(backend, not_a_directory / "agentops")
+        doctor = subprocess.run([sys.executable, "-m", "agentops", "doctor", "--json"],
+                                env=env, capture_output=True, text=True, timeout=60)
+        facts = json.loads(doctor.stdout)["storage"]
+        assert f"{not_a_directory} is not a directory" in facts["write_error"], facts
+        text = subprocess.run([sys.executable, "-m", "agentops", "doctor"], env=env,
+                              capture_output=True, text=True, timeout=60).stdout
+        assert f"cannot be written: {not_a_directory} is not a directory" in text, text
+        run = run_python("""
+            import json, agentops
+            agentops.init(auto_start_session=False)
+            print(json.dumps(agentops.diagnose_session()))
+        """, env=env)
+    codes = {finding["code"] for finding in run.last_json()["findings"]}
+    assert "storage.unusable" in codes, run.stdout

@@ -91,9 +91,12 @@ class LossLog:
         self.exiting = False
 
 
-def exit_summary(made: int, lost: Mapping[str, int], auth_reason: str | None = None) -> str | None:
+def exit_summary(made: int, lost: Mapping[str, int], auth_reason: str | None = None,
+                 storage_refused: tuple[object, str] | None = None) -> str | None:
     """The one line logged at exit when spans failed to reach the backend, naming each
-    cause as the warning did (and, for spans without a token, why authentication failed)."""
+    cause as the warning did (and, for spans without a token, why authentication failed);
+    ``storage_refused`` (directory, error): why offline storage, although on, did not keep
+    them."""
     total = sum(lost.values())
     if not total:
         return None
@@ -102,8 +105,11 @@ def exit_summary(made: int, lost: Mapping[str, int], auth_reason: str | None = N
         why = f" (authentication failed: {auth_reason})" if (
             cause == v.NOT_AUTHENTICATED and auth_reason) else ""
         causes.append(f"{cause}: {n}{why}")
-    return (f"{NOT_SENT}: {total} of {spans(made)} not delivered ({', '.join(causes)}); call "
-            f"agentops.print_session_status() before exit or run `agentops doctor` for details")
+    refused = (f"; offline storage in {storage_refused[0]} could not keep them "
+               f"({storage_refused[1]})" if storage_refused else "")
+    return (f"{NOT_SENT}: {total} of {spans(made)} not delivered ({', '.join(causes)}){refused}; "
+            f"call agentops.print_session_status() before exit or run `agentops doctor` for "
+            f"details")
 
 
 def stored_summary(made: int, stored: Mapping[str, int], directory: object) -> str | None:
@@ -115,3 +121,14 @@ def stored_summary(made: int, stored: Mapping[str, int], directory: object) -> s
     return (f"{total} of {spans(made)} not sent yet ({causes}) and saved to offline storage "
             f"in {directory}: the next run with this API key and exporter endpoint sends them, "
             f"or run `agentops flush` to send them now")
+
+
+def storage_dropped_summary(dropped: Mapping[str, int], directory: object) -> str | None:
+    """The exit line's account of stored spans removed without delivery (to respect the
+    store's bounds, found corrupt, or refused for good when replayed), or None."""
+    total = sum(dropped.values())
+    if not total:
+        return None
+    causes = ", ".join(f"{cause}: {n}" for cause, n in Counter(dropped).most_common(3))
+    return (f"{total} stored span{'s' if total != 1 else ''} removed from offline storage in "
+            f"{directory} without delivery ({causes})")

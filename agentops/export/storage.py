@@ -155,6 +155,9 @@ class OfflineStore:
 
     def _prepare(self) -> None:
         """Create the directory (0700) and the database file (0600) if missing."""
+        problem = self._unwritable()
+        if problem is not None:
+            raise OSError(problem)
         if not self.directory.is_dir():
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             with contextlib.suppress(OSError):
@@ -162,6 +165,20 @@ class OfflineStore:
         if not self.path.exists():
             descriptor = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(descriptor)
+
+    def _unwritable(self) -> str | None:
+        """Why the store cannot be written here, when the file system says so at once (a
+        file in the directory's place, a directory without write permission)."""
+        existing = self.directory
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable"
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            return f"{self.path} is not writable"
+        return None
 
     def _open(self, timeout: float) -> sqlite3.Connection:
         """A connection with the schema in place. A file SQLite cannot read is moved aside
@@ -328,7 +345,7 @@ class OfflineStore:
         """``{enabled, directory, pending_batches, pending_spans, bytes, oldest_at}`` for
         this partition, read from disk at most once per ``STATUS_CACHE`` seconds unless
         ``fresh``; ``error`` is added when the store could not be read, ``write_error`` when
-        the latest batch could not be stored."""
+        the latest batch could not be stored or the directory cannot be written."""
         with self._status_lock:
             now = time.monotonic()
             if not fresh and self._status is not None and now - self._status_at < STATUS_CACHE:
@@ -354,8 +371,9 @@ class OfflineStore:
                     status["error"] = _describe(error)
             except Exception as error:
                 status["error"] = _describe(error)
-        if self.write_error:
-            status["write_error"] = self.write_error
+        write_error = self.write_error or self._unwritable()
+        if write_error:
+            status["write_error"] = write_error
         with self._status_lock:
             self._status, self._status_at = status, time.monotonic()
         return dict(status)
