@@ -45,6 +45,8 @@ DEFAULT_TIMEOUT = 15.0
 FLUSH_TIMEOUT = 60.0
 
 EXIT_PASSED, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + 2
+"""Ctrl-C (SIGINT), as shells report a command it ended."""
 
 
 def versions() -> dict[str, str | None]:
@@ -355,6 +357,15 @@ def _flush(args: argparse.Namespace) -> int:
     except ConfigError as error:
         terminal.write_text(sys.stderr, redact(f"agentops flush: {error}") + "\n")
         return EXIT_USAGE
-    report = flush_stored(config, args.timeout)
+    try:
+        report = flush_stored(config, args.timeout)
+    except KeyboardInterrupt:
+        from agentops.client import Client, storage_status
+
+        left = storage_status(config, Client.open_store(config), fresh=True)
+        terminal.write_text(sys.stderr, redact(
+            f"agentops flush: interrupted; {left['pending_spans']} spans "
+            f"({left['pending_batches']} batches) still stored in {left['directory']}") + "\n")
+        return EXIT_INTERRUPTED
     terminal.write_text(sys.stdout, redact("\n".join(report.lines())) + "\n")
     return EXIT_PASSED if report.ok else EXIT_FAILED

@@ -482,3 +482,60 @@ def test_doctor_and_the_diagnosis_say_when_the_storage_directory_cannot_be_writt
         """, env=env)
     codes = {finding["code"] for finding in run.last_json()["findings"]}
     assert "storage.unusable" in codes, run.stdout
+
+
+def test_ctrl_c_during_agentops_flush_ends_without_a_traceback_and_hands_the_batch_back(
+        down_then_up):
+    """Ctrl-C while `agentops flush` waits for the receiver: a short message, exit status
+    130, and the batch it was sending is claimable at once by the next flush (not leased
+    to a process that is gone)."""
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    backend = up()
+    backend.faults = Faults(otlp_hang=True)
+    flush = subprocess.Popen([sys.executable, "-m", "agentops", "flush"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    database = OfflineStore(env["AGENTOPS_STORAGE_DIRECTORY"], api_key=env["AGENTOPS_API_KEY"],
+                            endpoint=env["AGENTOPS_EXPORTER_ENDPOINT"]).path
+    deadline = time.monotonic() + 20
+    leased = False
+    while not leased and time.monotonic() < deadline:
+        with contextlib.closing(sqlite3.connect(database)) as db:
+            leased = db.execute("SELECT COUNT(*) FROM batches WHERE lease_until > ?",
+                                (time.time(),)).fetchone()[0] > 0
+        time.sleep(0.05)
+    assert leased, "the flush never claimed the stored batch"
+    flush.send_signal(signal.SIGINT)
+    out, err = flush.communicate(timeout=30)
+    assert flush.returncode == 130, out + err
+    assert "Traceback" not in out + err, out + err
+    assert "interrupted" in out + err and f"{SPANS} spans" in out + err, out + err
+    backend.set_faults(otlp_hang=False)
+    again = flush_now(env, "--timeout", "10")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(set(names(backend))) == sorted(f"first-{n}" for n in range(SPANS))
+
+
+def test_agentops_flush_says_when_another_process_holds_the_stored_batches(down_then_up):
+    env, up = down_then_up
+    assert run_python(spans_then_exit(), env=env).returncode == 0
+    up()
+    other_process = OfflineStore(env["AGENTOPS_STORAGE_DIRECTORY"],
+                                 api_key=env["AGENTOPS_API_KEY"],
+                                 endpoint=env["AGENTOPS_EXPORTER_ENDPOINT"])
+    assert other_process.claim().batch is not None
+    flush = flush_now(env, "--timeout", "10")
+    assert flush.returncode == 1
+    assert "None" not in flush.stdout, flush.stdout
+    assert f"{SPANS} spans (1 batch) still stored: another process is sending them" \
+        in flush.stdout, flush.stdout
+
+
+def test_agentops_flush_with_a_malformed_key_says_what_is_wrong_with_it(tmp_path):
+    """A key given but not a UUID is not "no API key": the message says what to change."""
+    env = clean_env(AGENTOPS_OFFLINE_STORAGE="true", AGENTOPS_STORAGE_DIRECTORY=str(tmp_path))
+    flush = flush_now(env, "--api-key", "not-a-uuid")
+    assert flush.returncode == 1
+    assert "needs an API key" not in flush.stdout, flush.stdout
+    assert "api_key is not a valid AgentOps API key: expected a UUID" in flush.stdout, \
+        flush.stdout

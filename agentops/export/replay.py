@@ -102,8 +102,12 @@ class Replayer:
             if batch is None:
                 break
             deadline = time.monotonic() + self._timeout
-            outcome = self._loop.send(batch.payload,
-                                      deadline if until is None else min(deadline, until))
+            try:
+                outcome = self._loop.send(batch.payload,
+                                          deadline if until is None else min(deadline, until))
+            except BaseException:  # Ctrl-C in `agentops flush`: not leased to a gone process
+                self.store.release(batch)
+                raise
             if outcome.accepted:
                 self.store.delete(batch)
                 rejected = min(outcome.rejected_spans, batch.spans)
@@ -156,15 +160,23 @@ class FlushReport:
             return [f"Offline storage in {self.directory}: nothing stored for this API key "
                     "and exporter endpoint"]
         lines = [f"Offline storage in {self.directory}: sent {self.sent_spans} spans "
-                 f"({self.sent_batches} batches)"]
+                 f"({_batches(self.sent_batches)})"]
         for cause, spans in sorted(self.dropped.items()):
             lines.append(f"  {spans} spans removed without delivery ({cause})")
         if self.left_batches:
-            lines.append(f"  {self.left_spans} spans ({self.left_batches} batches) still "
-                         f"stored: {self.cause}: {self.detail}")
+            # No cause: nothing failed, the batches left were leased to another sender.
+            why = (f"{self.cause}: {self.detail}" if self.cause else
+                   "another process is sending them (if it ended first, they can be sent "
+                   "again once its lease runs out)")
+            lines.append(f"  {self.left_spans} spans ({_batches(self.left_batches)}) still "
+                         f"stored: {why}")
         elif self.cause:
             lines.append(f"  {self.cause}: {self.detail}")
         return lines
+
+
+def _batches(count: int) -> str:
+    return f"{count} batch" if count == 1 else f"{count} batches"
 
 
 def flush_stored(config: Config, timeout: float) -> FlushReport:
@@ -178,6 +190,7 @@ def flush_stored(config: Config, timeout: float) -> FlushReport:
     store = Client.open_store(config)
     if store is None:
         why = ("is off (offline_storage = false)" if not config.offline_storage
+               else f"not sent: {config.api_key_error}" if config.api_key_error
                else "needs an API key: set AGENTOPS_API_KEY or pass --api-key")
         return FlushReport(ok=not config.offline_storage, directory=None, detail=why)
     before = store.status(fresh=True)
