@@ -265,3 +265,24 @@ def test_the_store_uses_the_wal_journal(tmp_path, journal):
     store(tmp_path).put(b"x", 1)
     mode = sqlite3.connect(tmp_path / DATABASE_NAME).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == journal
+
+
+def test_claiming_a_large_batch_does_not_keep_other_processes_from_storing(tmp_path):
+    """A put at exit waits at most 0.5 s for the store: the claim of a large stored batch
+    (tens of MB, read and checksummed) must not hold the write lock meanwhile, or the
+    exiting process loses its spans with "database is locked"."""
+    import threading
+
+    s = store(tmp_path)
+    assert s.put(b"\1" * (45 * 1024 * 1024), 100).stored
+    claimed: list = []
+    claimer = threading.Thread(target=lambda: claimed.append(s.claim()))
+    other_process = store(tmp_path)
+    puts = []
+    claimer.start()
+    while claimer.is_alive():
+        puts.append(other_process.put(b"exit batch", 1, timeout=0.1))
+    claimer.join()
+    assert claimed[0].batch is not None and claimed[0].batch.spans == 100
+    assert len(puts) >= 2, "the claim was over at once: the test proves nothing"
+    assert [put.error for put in puts if not put.stored] == []

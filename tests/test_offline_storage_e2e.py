@@ -501,7 +501,7 @@ def test_ctrl_c_during_agentops_flush_ends_without_a_traceback_and_hands_the_bat
     leased = False
     while not leased and time.monotonic() < deadline:
         with contextlib.closing(sqlite3.connect(database)) as db:
-            leased = db.execute("SELECT COUNT(*) FROM batches WHERE lease_until > ?",
+            leased = db.execute("SELECT COUNT(*) FROM leases WHERE lease_until > ?",
                                 (time.time(),)).fetchone()[0] > 0
         time.sleep(0.05)
     assert leased, "the flush never claimed the stored batch"

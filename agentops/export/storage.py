@@ -13,7 +13,11 @@ Several processes may use the store at once:
 - ``claim`` takes the oldest unclaimed batch inside one write transaction and leases it to
   the caller, so a batch is sent by one process at a time; ``delete`` removes it once the
   receiver accepted it, ``release`` hands it back after a failure. A process killed while
-  sending leaves its lease to run out, and the batch becomes claimable again.
+  sending leaves its lease to run out, and the batch becomes claimable again. Leases are
+  rows of their own table: SQLite rewrites a whole row, payload included, to change one
+  column, and a lease written into a batch of tens of MB would keep the store locked
+  longer than a put at exit waits (``exporter.STORE_TIMEOUT_AT_EXIT``). For the same reason
+  a claimed payload is read and checked after the write transaction.
 - The store is bounded by bytes and by age (50 MB and 48 hours by default). What is removed
   to respect the bounds goes oldest first and is reported, in spans, under the causes
   ``storage_full`` and ``expired`` so the caller can count it.
@@ -69,9 +73,12 @@ CREATE TABLE IF NOT EXISTS batches (
     spans INTEGER NOT NULL,
     size INTEGER NOT NULL,
     sha256 TEXT NOT NULL,
-    lease_until REAL NOT NULL DEFAULT 0,
-    lease_owner TEXT,
     payload BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    batch_id INTEGER PRIMARY KEY,
+    lease_until REAL NOT NULL,
+    lease_owner TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batches_by_partition ON batches (key_fingerprint, endpoint, id);
 """
@@ -255,6 +262,7 @@ class OfflineStore:
                     if oldest is None:
                         break
                     db.execute("DELETE FROM batches WHERE id = ?", (oldest[0],))
+                    db.execute("DELETE FROM leases WHERE batch_id = ?", (oldest[0],))
                     add_spans(dropped, v.STORAGE_FULL, oldest[1])
                     used -= oldest[2]
                 db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
@@ -270,40 +278,60 @@ class OfflineStore:
         return PutResult(True, dropped)
 
     def claim(self, *, timeout: float = BUSY_TIMEOUT) -> ClaimResult:
-        """Lease the oldest batch of this partition that no live lease holds."""
+        """Lease the oldest batch of this partition that no live lease holds. The lease is
+        taken in a short write transaction and the payload read and checked after it: a
+        large payload must not keep other processes from storing meanwhile (a put at exit
+        waits at most ``exporter.STORE_TIMEOUT_AT_EXIT``)."""
         dropped: dict[str, int] = {}
         try:
-            with self._transaction(timeout, create=False) as db:
-                if db is None:
-                    return ClaimResult(None)
-                now = time.time()
-                self._expire(db, now, dropped)
-                while True:
+            while True:
+                with self._transaction(timeout, create=False) as db:
+                    if db is None:
+                        return ClaimResult(None)
+                    now = time.time()
+                    self._expire(db, now, dropped)
                     row = db.execute(
-                        "SELECT id, payload, spans, stored_at, sha256 FROM batches "
-                        "WHERE key_fingerprint = ? AND endpoint = ? AND lease_until < ? "
+                        "SELECT id, spans, stored_at, sha256 FROM batches "
+                        "WHERE key_fingerprint = ? AND endpoint = ? AND id NOT IN "
+                        "(SELECT batch_id FROM leases WHERE lease_until >= ?) "
                         "ORDER BY id LIMIT 1", (self.fingerprint, self.endpoint, now)).fetchone()
                     if row is None:
                         return ClaimResult(None, dropped)
-                    batch_id, payload, spans, stored_at, digest = row
-                    payload = bytes(payload) if payload is not None else b""
-                    if (not isinstance(spans, int) or spans < 0
-                            or hashlib.sha256(payload).hexdigest() != digest):
-                        db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
-                        add_spans(dropped, CORRUPT, spans if isinstance(spans, int) else 0)
-                        logger.warning("Offline storage: removed a corrupt stored batch "
-                                       "(%s spans)", spans)
-                        continue
+                    batch_id, spans, stored_at, digest = row
                     owner = uuid.uuid4().hex
-                    db.execute("UPDATE batches SET lease_until = ?, lease_owner = ? WHERE id = ?",
-                               (now + self.lease, owner, batch_id))
+                    db.execute("INSERT OR REPLACE INTO leases (batch_id, lease_until, "
+                               "lease_owner) VALUES (?, ?, ?)", (batch_id, now + self.lease, owner))
+                found, payload = self._payload(batch_id, owner, timeout)
+                if not found:
+                    continue  # removed meanwhile (the size bound, another process)
+                if (isinstance(spans, int) and spans >= 0
+                        and hashlib.sha256(payload).hexdigest() == digest):
                     return ClaimResult(StoredBatch(batch_id, payload, spans, stored_at, owner),
                                        dropped)
+                with self._transaction(timeout, create=False) as db:
+                    if db is not None:
+                        self._remove_leased(db, batch_id, owner)
+                add_spans(dropped, CORRUPT, spans if isinstance(spans, int) else 0)
+                logger.warning("Offline storage: removed a corrupt stored batch (%s spans)",
+                               spans)
         except Exception as error:
             return ClaimResult(None, dropped, _describe(error))
         finally:
             if dropped:
                 self._changed()
+
+    def _payload(self, batch_id: int, owner: str, timeout: float) -> tuple[bool, bytes]:
+        """(found, payload) of a batch this caller leased, read without a write lock."""
+        connection = sqlite3.connect(self.path, timeout=max(0.01, timeout))
+        try:
+            row = connection.execute(
+                "SELECT payload FROM batches WHERE id = ? AND id IN (SELECT batch_id FROM leases "
+                "WHERE batch_id = ? AND lease_owner = ?)", (batch_id, batch_id, owner)).fetchone()
+        finally:
+            connection.close()
+        if row is None:
+            return False, b""
+        return True, bytes(row[0]) if row[0] is not None else b""
 
     def delete(self, batch: StoredBatch, *, timeout: float = BUSY_TIMEOUT) -> bool:
         """Remove a batch the receiver accepted; False if the lease was lost meanwhile."""
@@ -311,8 +339,7 @@ class OfflineStore:
             with self._transaction(timeout, create=False) as db:
                 if db is None:
                     return False
-                done = db.execute("DELETE FROM batches WHERE id = ? AND lease_owner = ?",
-                                  (batch.id, batch.lease_owner)).rowcount
+                done = self._remove_leased(db, batch.id, batch.lease_owner)
         except Exception as error:
             logger.warning("Offline storage: could not remove a delivered batch: %s",
                            _describe(error))
@@ -324,18 +351,29 @@ class OfflineStore:
         """Hand a batch back for a later attempt (its send failed for a transient cause)."""
         with contextlib.suppress(Exception), self._transaction(timeout, create=False) as db:
             if db is not None:
-                db.execute("UPDATE batches SET lease_until = 0, lease_owner = NULL "
-                           "WHERE id = ? AND lease_owner = ?", (batch.id, batch.lease_owner))
+                db.execute("DELETE FROM leases WHERE batch_id = ? AND lease_owner = ?",
+                           (batch.id, batch.lease_owner))
 
     def discard(self, batch: StoredBatch, *, timeout: float = BUSY_TIMEOUT) -> None:
         """Remove a batch the receiver refused for good (it would never be accepted)."""
         self.delete(batch, timeout=timeout)
+
+    @staticmethod
+    def _remove_leased(db: sqlite3.Connection, batch_id: int, owner: str) -> int:
+        """Remove a batch if ``owner`` still holds its lease; 1 if removed, else 0."""
+        held = db.execute("DELETE FROM leases WHERE batch_id = ? AND lease_owner = ?",
+                          (batch_id, owner)).rowcount
+        if not held:
+            return 0
+        return int(db.execute("DELETE FROM batches WHERE id = ?", (batch_id,)).rowcount)
 
     def _expire(self, db: sqlite3.Connection, now: float, dropped: dict[str, int]) -> None:
         cutoff = now - self.max_age
         batches, spans = db.execute("SELECT COUNT(*), COALESCE(SUM(spans), 0) FROM batches "
                                     "WHERE stored_at < ?", (cutoff,)).fetchone()
         if batches:
+            db.execute("DELETE FROM leases WHERE batch_id IN "
+                       "(SELECT id FROM batches WHERE stored_at < ?)", (cutoff,))
             db.execute("DELETE FROM batches WHERE stored_at < ?", (cutoff,))
             add_spans(dropped, v.EXPIRED, spans)
 
