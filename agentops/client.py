@@ -292,6 +292,8 @@ class Client:
         if line:
             level = logging.INFO if self.tracker.state == v.DISABLED else logging.WARNING
             logger.log(level, prefix + line)
+        elif reason and not saved and not snapshot["spans_made"]:
+            logger.info("%s: no spans were made, nothing to deliver", reason)
         elif reason and not saved:
             logger.info("%s: all %d spans delivered before exit", reason,
                         snapshot["spans_exported"])

@@ -77,6 +77,21 @@ def test_sigterm_half_a_second_after_20_spans_delivers_them_and_ends_as_killed(l
     assert "Traceback" not in stderr
 
 
+def test_sigterm_with_no_spans_made_says_so_rather_than_all_0_delivered(local_backend):
+    """A Pool worker that ran no task gets SIGTERM too; its line must read as sense."""
+    program = Program("""
+        import time, agentops
+        agentops.init(auto_start_session=False)
+        print("READY", flush=True)
+        time.sleep(60)
+    """, env_for(local_backend))
+    program.wait_for("READY")
+    _, _, stderr = program.signal_and_wait(signal.SIGTERM)
+    assert program.proc.returncode == -signal.SIGTERM, stderr
+    assert "all 0 spans" not in stderr, stderr
+    assert "SIGTERM: no spans were made, nothing to deliver" in stderr, stderr
+
+
 def test_sigterm_with_the_receiver_hanging_ends_within_the_budget_and_says_what_was_lost(
         local_backend):
     local_backend.faults = Faults(otlp_hang=True)
