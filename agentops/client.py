@@ -251,10 +251,13 @@ class Client:
         lifecycle.close(self, timeout, end_state, reraise_interrupt=True)
 
     def mark_closed(self) -> bool:
-        """True for the one caller that closes this client."""
+        """True for the one caller that closes this client; ``closing_thread`` names its
+        thread before ``closed`` is set, so a signal handler interrupting that thread at any
+        point knows whether the exit it interrupted already began."""
         with self._lock:
             if self.closed:
                 return False
+            self.closing_thread = threading.get_ident()
             self.closed = True
         self.loss_log.exiting = True  # from here on the exit line tells what is lost
         return True

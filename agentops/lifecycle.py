@@ -278,7 +278,6 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
     # batches it did not deliver are saved before the wait ends.
     reserve = min(STORAGE_RESERVE, budget / 4) if client.store is not None else 0.0
     client.budget.begin(budget - reserve)
-    client.closing_thread = threading.get_ident()
     interrupted: KeyboardInterrupt | None = None
     done: threading.Event | None = None
     try:
@@ -331,7 +330,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         client = _process.client
         if client is None:
             return
-        if client.closed and client.closing_thread == threading.get_ident():
+        if (client.closed and client.closing_thread == threading.get_ident()
+                and not client.exit_done.is_set()):
             # The signal interrupted this thread's own exit (atexit, a multiprocessing
             # finalizer): let it finish within its budget; it ends the process after.
             _process.pending_signal = signum
@@ -341,8 +341,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         exit_state.record_signal(signum)
         exit_state.end_traces(client)
         close(client, reason="SIGTERM")
-        left = client.budget.remaining()  # another thread's exit may still be running
-        client.exit_done.wait(max(0.0, left if left is not None else 0.0) + 0.1)
+        # Another thread's exit may still be running (its budget perhaps not begun yet).
+        left = client.budget.remaining()
+        client.exit_done.wait(max(0.0, client.config.shutdown_timeout if left is None
+                                  else left) + 0.1)
     except BaseException:  # noqa: BLE001  nothing may keep the process from ending
         pass
     _die(signum)
