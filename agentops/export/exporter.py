@@ -9,6 +9,12 @@ splits the batch in halves, re-sent within the same deadline, down to single spa
 single span refused with 413 is ``too_large``. Spans a receiver rejects through
 ``partial_success`` are ``rejected_by_receiver``. Every loss is counted under its cause and
 reported once per cause by the LossLog.
+
+With offline storage (``store``), a batch that failed for a transient cause
+(``vocabulary.STORED_EXPORT_CAUSES``, or no token while authentication may still succeed)
+is saved instead, counted as stored under that cause; at exit a receiver refusing
+connections is not retried, and a batch met after the exit budget ran out is saved without
+an attempt. ``replayer`` (``export.replay``) sends what is stored.
 """
 
 from __future__ import annotations
