@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from agentops.export.replay import Replayer
     from agentops.export.storage import OfflineStore
 
+
 class Result(NamedTuple):
     """What became of some spans of a batch."""
 
@@ -66,11 +67,12 @@ def _by_cause(results: list[Result], stored: bool) -> list[tuple[str, int, str]]
     return [(cause, count, detail) for cause, (count, detail) in merged.items()]
 
 
-def _encode(spans: list[ReadableSpan]) -> bytes | None:
+def _encode(spans: list[ReadableSpan]) -> bytes | str:
+    """The encoded export request, or why the encoder refused the spans."""
     try:
         return encode_spans(spans).SerializeToString()
-    except Exception:  # the send path reports encoding faults; here the spans stay lost
-        return None
+    except Exception as error:  # a span the encoder cannot represent
+        return f"failed to encode the batch: {type(error).__name__}: {error}"[:300]
 
 
 class InstrumentedSpanExporter(SpanExporter):
@@ -119,17 +121,15 @@ class InstrumentedSpanExporter(SpanExporter):
             detail = self._no_token_detail()
             if self.store is not None and self._auth_may_recover():
                 payload = _encode(spans)
-                if payload is not None:
+                if isinstance(payload, bytes):  # else the spans stay not_authenticated
                     return self._store(payload, len(spans), v.NOT_AUTHENTICATED, detail)
             return [Result(v.NOT_AUTHENTICATED, len(spans), detail)]
         return self._send(spans, time.monotonic() + self._timeout, batch)
 
     def _send(self, spans: list[ReadableSpan], until: float, batch: Batch) -> list[Result]:
-        try:
-            payload = encode_spans(spans).SerializeToString()
-        except Exception as error:  # a span the encoder cannot represent
-            return [Result(v.INTERNAL_ERROR, len(spans),
-                           f"failed to encode the batch: {type(error).__name__}: {error}"[:300])]
+        payload = _encode(spans)
+        if isinstance(payload, str):
+            return [Result(v.INTERNAL_ERROR, len(spans), payload)]
         storing_at_exit = self.store is not None and self._exiting
         if storing_at_exit:
             left = self._budget.remaining()

@@ -117,8 +117,7 @@ def stored_summary(made: int, stored: Mapping[str, int], directory: object) -> s
     total = sum(stored.values())
     if not total:
         return None
-    causes = ", ".join(f"{cause}: {n}" for cause, n in Counter(stored).most_common(3))
-    return (f"{total} of {spans(made)} not sent yet ({causes}) and saved to offline storage "
+    return (f"{total} of {spans(made)} not sent yet ({_top_causes(stored)}) and saved to offline storage "
             f"in {directory}: the next run with this API key and exporter endpoint sends them, "
             f"or run `agentops flush` to send them now")
 
@@ -129,6 +128,10 @@ def storage_dropped_summary(dropped: Mapping[str, int], directory: object) -> st
     total = sum(dropped.values())
     if not total:
         return None
-    causes = ", ".join(f"{cause}: {n}" for cause, n in Counter(dropped).most_common(3))
     return (f"{total} stored span{'s' if total != 1 else ''} removed from offline storage in "
-            f"{directory} without delivery ({causes})")
+            f"{directory} without delivery ({_top_causes(dropped)})")
+
+
+def _top_causes(counts: Mapping[str, int]) -> str:
+    """'cause: n, ...' for the three largest counts."""
+    return ", ".join(f"{cause}: {n}" for cause, n in Counter(counts).most_common(3))
