@@ -36,6 +36,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -58,6 +59,8 @@ DEFAULT_LEASE = 60.0
 """Seconds a claimed batch stays invisible to other processes; longer than one send."""
 BUSY_TIMEOUT = 2.0
 """Seconds an operation waits for another process's write transaction."""
+BUSY_RETRY = 0.01
+"""Seconds between attempts when SQLite answers busy without waiting (see ``_locked``)."""
 STATUS_CACHE = 1.0
 """Seconds a diagnosis may reuse the last count read from disk (it must stay cheap)."""
 CORRUPT = "corrupt"
@@ -187,15 +190,16 @@ class OfflineStore:
             return f"{self.path} is not writable"
         return None
 
-    def _open(self, timeout: float) -> sqlite3.Connection:
+    def _open(self, deadline: float) -> sqlite3.Connection:
         """A connection with the schema in place. A file SQLite cannot read is moved aside
         once and a fresh database started."""
         for second_try in (False, True):
             self._prepare()
-            connection = sqlite3.connect(self.path, timeout=max(0.01, timeout),
+            connection = sqlite3.connect(self.path, timeout=_left(deadline),
                                          isolation_level=None)
             try:
-                connection.execute("PRAGMA journal_mode=WAL")
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    connection.execute("PRAGMA journal_mode=WAL")
                 connection.execute("PRAGMA synchronous=NORMAL")
                 connection.executescript(_SCHEMA)
                 return connection
@@ -206,6 +210,25 @@ class OfflineStore:
                 self._move_aside(error)
         raise AssertionError("unreachable")
 
+    def _locked(self, deadline: float) -> sqlite3.Connection:
+        """A connection holding the write lock (``BEGIN IMMEDIATE``). SQLite's busy timeout
+        covers waiting for another writer, but some steps answer SQLITE_BUSY at once without
+        waiting: switching a new database to WAL while another process opens it, or opening
+        while another process's last connection is cleaning up its WAL file. Those are
+        retried here until ``deadline`` (``time.monotonic()``)."""
+        while True:
+            connection: sqlite3.Connection | None = None
+            try:
+                connection = self._open(deadline)
+                connection.execute("BEGIN IMMEDIATE")
+                return connection
+            except sqlite3.OperationalError as error:
+                if connection is not None:
+                    connection.close()
+                if not _is_busy(error) or time.monotonic() + BUSY_RETRY > deadline:
+                    raise
+                time.sleep(BUSY_RETRY * (0.5 + random.random()))
+
     @contextlib.contextmanager
     def _transaction(self, timeout: float = BUSY_TIMEOUT,
                      create: bool = True) -> Iterator[sqlite3.Connection | None]:
@@ -213,9 +236,8 @@ class OfflineStore:
         if not create and not self.path.exists():
             yield None
             return
-        connection = self._open(timeout)
+        connection = self._locked(time.monotonic() + timeout)
         try:
-            connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
             except BaseException:
@@ -430,6 +452,15 @@ def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
     text = str(error).lower()
     return not isinstance(error, sqlite3.OperationalError) or any(
         marker in text for marker in ("not a database", "malformed", "corrupt"))
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    primary = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF  # extended codes too
+    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _left(deadline: float) -> float:
+    return max(0.01, deadline - time.monotonic())
 
 
 def _describe(error: BaseException) -> str:
