@@ -313,13 +313,10 @@ class Client:
         self.stats.after_fork()
         self.loss_log.after_fork()
         self.receiver.after_fork()
-        # Pooled sockets are shared with the parent; new adapters open new ones.
-        self.exporter.loop.after_fork()
+        self.exporter.after_fork()
         if self.api is not None:
             transport.mount(self.api.session)
         self.tracker.after_fork()
-        if self.exporter.replayer is not None:
-            self.exporter.replayer.after_fork()
 
 
 __all__ = ["Client", "current", "replace_current"]

@@ -33,8 +33,10 @@ exit. Everything that happens at the edges of a process happens here, in this or
         replaces it);
      e. authentication stops, connections close, URL lines still owed are logged, then
         the exit line.
-   Ctrl-C during the wait ends it at once; d and e still run, and no traceback from the SDK
-   appears at exit (from an explicit ``shutdown()`` the interrupt is re-raised after).
+   Ctrl-C during the wait ends it at once; with offline storage the batches still being
+   sent are saved first (their sending thread waits on the receiver, so they are saved from
+   this one). d and e still run, and no traceback from the SDK appears at exit (from an
+   explicit ``shutdown()`` the interrupt is re-raised after).
 5. **SIGTERM**: when the program has no handler of its own (the disposition is the
    default) and ``handle_sigterm`` is on, ``init`` on the main thread installs one that runs
    step 4 with ``shutdown_timeout``, restores the default disposition and sends SIGTERM
@@ -288,6 +290,7 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
             done.wait(max(0.0, budget))
     except KeyboardInterrupt as interrupt:
         interrupted = interrupt
+        client.exporter.store_in_flight()
     finally:
         if _process.pending_signal is not None:
             reason = signal.Signals(_process.pending_signal).name

@@ -539,3 +539,30 @@ def test_agentops_flush_with_a_malformed_key_says_what_is_wrong_with_it(tmp_path
     assert "needs an API key" not in flush.stdout, flush.stdout
     assert "api_key is not a valid AgentOps API key: expected a UUID" in flush.stdout, \
         flush.stdout
+
+
+def test_ctrl_c_during_the_exit_wait_stores_every_span_and_prints_the_exit_line(tmp_path):
+    """Ctrl-C while the exit waits on a receiver that never answers: sending stops at once,
+    and what was not delivered (the batch in flight and the queue) is saved, within the
+    storage reserve, instead of counted lost."""
+    with LocalBackend(faults=Faults(otlp_hang=True)) as backend:
+        env = storage_env(backend, tmp_path, AGENTOPS_SHUTDOWN_TIMEOUT="10")
+        program = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+            import agentops
+            from opentelemetry import trace
+            agentops.init(max_wait_time=60_000, wait_for_auth=True)
+            for n in range(20):
+                trace.get_tracer("t").start_span(f"span-{n}").end()
+            print("READY", flush=True)   # the program ends; the exit waits on the receiver
+        """)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert program.stdout.readline().startswith("READY")
+        time.sleep(0.5)
+        sent = time.monotonic()
+        program.send_signal(signal.SIGINT)
+        _, err = program.communicate(timeout=30)
+        seconds = time.monotonic() - sent
+    assert seconds < 0.5 + SLACK, err  # the storage reserve (0.3 s) and the margin
+    assert "Traceback" not in err, err
+    assert stored(env)["pending_spans"] == 21, err
+    assert "interrupted: 21 of 21 spans not sent yet (timeout: 21) and saved to offline " \
+           "storage" in err, err

@@ -19,6 +19,7 @@ an attempt. ``replayer`` (``export.replay``) sends what is stored.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
@@ -97,14 +98,27 @@ class InstrumentedSpanExporter(SpanExporter):
                                      on_replayed=stats.stored_spans_replayed,
                                      on_dropped=stats.stored_spans_dropped)
         self._stored_since_replay = False
+        self._in_flight: dict[int, tuple[Batch, Sequence[ReadableSpan]]] = {}
+        self._fate = threading.Lock()
+        """Held while a batch in flight is stored or counted, by its export or by
+        ``store_in_flight``, so that only one of them does it."""
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         batch = self._stats.batch_started(len(spans))
+        self._in_flight[id(batch)] = (batch, spans)
         try:
             results = self._deliver(list(spans), batch)
         except Exception as error:  # never let an accounting fault escape into OpenTelemetry
             results = [Result(v.INTERNAL_ERROR, len(spans),
                               f"{type(error).__name__}: {error}"[:300])]
+        finally:
+            self._in_flight.pop(id(batch), None)
+        with self._fate:
+            if batch.taken_over:
+                return SpanExportResult.FAILURE
+            return self._account(batch, results)
+
+    def _account(self, batch: Batch, results: list[Result]) -> SpanExportResult:
         losses = _by_cause(results, stored=False)
         stored = _by_cause(results, stored=True)
         exported = sum(result.spans for result in results if result.cause is None)
@@ -112,6 +126,28 @@ class InstrumentedSpanExporter(SpanExporter):
         for cause, count, detail in losses:
             self._loss_log.record(cause, count, detail)
         return SpanExportResult.FAILURE if losses or stored else SpanExportResult.SUCCESS
+
+    def store_in_flight(self) -> None:
+        """Ctrl-C ended the exit's wait while batches were still being sent (their thread
+        waits on the receiver): save them from this thread, each under the last cause it
+        met. Delivery becomes at-least-once for them: if the receiver accepts one in the
+        same moment, a later process sends it again."""
+        if self.store is None:
+            return
+        for batch, spans in list(self._in_flight.values()):
+            with self._fate:
+                if batch.taken_over or id(batch) not in self._in_flight:
+                    continue
+                batch.taken_over = True
+            if batch.cause is None:  # still waiting for a token
+                cause, detail = v.NOT_AUTHENTICATED, self._no_token_detail()
+            else:
+                cause, detail = batch.cause, batch.detail or batch.cause
+            payload = _encode(list(spans))
+            results = ([Result(v.INTERNAL_ERROR, len(spans), payload)]
+                       if isinstance(payload, str) else self._put(payload, len(spans), cause,
+                                                                  f"{detail} (Ctrl-C)"))
+            self._account(batch, results)
 
     def _deliver(self, spans: list[ReadableSpan], batch: Batch) -> list[Result]:
         deadline = self._budget.limit(self._tracker.auth_deadline)
@@ -122,7 +158,7 @@ class InstrumentedSpanExporter(SpanExporter):
             if self.store is not None and self._auth_may_recover():
                 payload = _encode(spans)
                 if isinstance(payload, bytes):  # else the spans stay not_authenticated
-                    return self._store(payload, len(spans), v.NOT_AUTHENTICATED, detail)
+                    return self._store(payload, len(spans), v.NOT_AUTHENTICATED, detail, batch)
             return [Result(v.NOT_AUTHENTICATED, len(spans), detail)]
         return self._send(spans, time.monotonic() + self._timeout, batch)
 
@@ -135,11 +171,12 @@ class InstrumentedSpanExporter(SpanExporter):
             left = self._budget.remaining()
             if left is not None and left <= 0:
                 return self._store(payload, len(spans), v.SHUTDOWN,
-                                   "not sent: the exit budget ran out first")
+                                   "not sent: the exit budget ran out first", batch)
             if self.receiver.state == v.UNREACHABLE:
                 # Not worth the exit's time: the receiver could not be reached just before.
                 return self._store(payload, len(spans), v.CONNECTION_ERROR,
-                                   f"not sent at exit: {self.receiver.detail or self.loop.where}")
+                                   f"not sent at exit: {self.receiver.detail or self.loop.where}",
+                                   batch)
         self._stats.batch_progress(batch, v.TIMEOUT, f"no answer from {self.loop.where} "
                                    "before the exit budget ran out")
         # At exit with offline storage, a receiver refusing connections is not waited for:
@@ -166,12 +203,19 @@ class InstrumentedSpanExporter(SpanExporter):
         cause = outcome.cause or v.INTERNAL_ERROR  # not accepted: the loop named a cause
         self._stats.batch_progress(batch, cause, outcome.detail)
         if self.store is not None and cause in v.STORED_EXPORT_CAUSES:
-            return self._store(payload, len(spans), cause, outcome.detail)
+            return self._store(payload, len(spans), cause, outcome.detail, batch)
         return [Result(cause, len(spans), outcome.detail)]
 
-    def _store(self, payload: bytes, spans: int, cause: str, detail: str) -> list[Result]:
+    def _store(self, payload: bytes, spans: int, cause: str, detail: str,
+               batch: Batch) -> list[Result]:
         """Save the encoded request for a later process; if the store refuses, the spans
-        stay lost under ``cause``."""
+        stay lost under ``cause``. Nothing is saved for a batch ``store_in_flight`` took."""
+        with self._fate:
+            if batch.taken_over:
+                return [Result(cause, spans, detail, stored=True)]  # not counted: see export
+            return self._put(payload, spans, cause, detail)
+
+    def _put(self, payload: bytes, spans: int, cause: str, detail: str) -> list[Result]:
         assert self.store is not None
         result = (self.store.put(payload, spans, timeout=STORE_TIMEOUT_AT_EXIT) if self._exiting
                   else self.store.put(payload, spans))
@@ -209,6 +253,15 @@ class InstrumentedSpanExporter(SpanExporter):
         if auth.state == v.PENDING:
             return f"authentication still pending after {self._tracker.auth_timeout:g}s"
         return f"no token: authentication failed ({auth.reason})"
+
+    def after_fork(self) -> None:
+        """In a forked child: the parent's batches in flight are the parent's; pooled
+        sockets are shared with the parent, new adapters open new ones."""
+        self._in_flight = {}
+        self._fate = threading.Lock()
+        self.loop.after_fork()
+        if self.replayer is not None:
+            self.replayer.after_fork()
 
     def shutdown(self) -> None:
         """Closes the HTTP connections; the batch processor and the exit path may both call it."""

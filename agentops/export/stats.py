@@ -27,6 +27,9 @@ class Batch:
     spans: int
     cause: str | None = None
     detail: str | None = None
+    taken_over: bool = False
+    """Its fate was decided by another thread (``InstrumentedSpanExporter.store_in_flight``):
+    the export still running for it must neither store nor count it."""
 
 
 @dataclass

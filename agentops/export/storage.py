@@ -456,7 +456,7 @@ def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
     primary = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF  # extended codes too
-    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return primary in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (typeshed lacks the names)
 
 
 def _left(deadline: float) -> float:
