@@ -103,7 +103,8 @@ def init(api_key: str | None = None, endpoint: str | None = None, app_url: str |
          shutdown_timeout: float | None = None, export_timeout: float | None = None,
          capture_content: bool | None = None, offline_storage: bool | None = None,
          storage_directory: str | None = None, handle_sigterm: bool | None = None,
-         instrument_threading: bool | None = None, **kwargs: Any) -> Session | None:
+         instrument_threading: bool | None = None, storage_max_mb: int | None = None,
+         storage_max_age_hours: float | None = None, **kwargs: Any) -> Session | None:
     """Configure the SDK, start authenticating in the background and, unless
     ``auto_start_session`` is false, start a session trace.
 

@@ -118,6 +118,8 @@ class Client:
             return None
         return OfflineStore(config.storage_directory or default_directory(),
                             api_key=config.api_key, endpoint=config.exporter_endpoint,
+                            max_bytes=config.storage_max_mb * 1024 * 1024,
+                            max_age=config.storage_max_age_hours * 3600,
                             lease=max(60.0, 2 * config.export_timeout + 10))
 
     def storage_status(self) -> dict[str, Any]:

@@ -141,6 +141,24 @@ def _seconds(name: str, value: Any) -> float:
     return number
 
 
+MAX_STORAGE_HOURS = 720.0
+"""Longest an offline-stored batch may be kept: 30 days."""
+
+
+def _hours(name: str, value: Any) -> float:
+    expected = (f"{name} must be a number of hours above 0 and at most "
+                f"{MAX_STORAGE_HOURS:g}, got {value!r}")
+    if isinstance(value, bool):
+        raise ConfigError(expected)
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ConfigError(expected) from None
+    if not 0 < number <= MAX_STORAGE_HOURS:  # also refuses nan
+        raise ConfigError(expected)
+    return number
+
+
 def _count(maximum: int) -> Callable[[str, Any], int]:
     def parse(name: str, value: Any) -> int:
         expected = f"{name} must be a whole number from 1 to {maximum}, got {value!r}"
@@ -327,6 +345,14 @@ class Config:
         "Directory of the offline storage; none means the user cache directory's "
         "`agentops` folder (`platformdirs.user_cache_dir`, e.g. `~/.cache/agentops` on "
         "Linux).")
+    storage_max_mb: int = _setting(
+        50, "AGENTOPS_STORAGE_MAX_MB", _count(100_000),
+        "Most megabytes (MiB) the offline storage holds; the oldest batches go first to "
+        "keep within it (counted as `storage_full`).")
+    storage_max_age_hours: float = _setting(
+        48.0, "AGENTOPS_STORAGE_MAX_AGE_HOURS", _hours,
+        "Hours a stored batch is kept for a later run; older ones are removed (counted as "
+        "`expired`).")
     handle_sigterm: bool = _setting(
         True, "AGENTOPS_HANDLE_SIGTERM", _flag,
         "When the program has no SIGTERM handler of its own, deliver within "

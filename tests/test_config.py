@@ -183,3 +183,13 @@ def test_readme_table_lists_every_setting_with_its_env_var_default_and_meaning_a
 def test_key_is_kept_in_the_canonical_uuid_form_the_api_expects():
     braced = "{6F4E1C2A-9B1D-4C3E-8F00-123456787F79}"
     assert Config.resolve(environ={}, api_key=braced).api_key == KEY
+
+
+@pytest.mark.parametrize("name, value", [
+    ("storage_max_mb", 0), ("storage_max_mb", 1.5), ("storage_max_mb", "lots"),
+    ("storage_max_age_hours", 0), ("storage_max_age_hours", -1),
+    ("storage_max_age_hours", 721), ("storage_max_age_hours", float("nan")),
+])
+def test_storage_bounds_out_of_range_are_refused_saying_what_is_accepted(name, value):
+    with pytest.raises(ConfigError, match=f"{name} must be a (whole )?number"):
+        Config.resolve(**{name: value})

@@ -163,6 +163,26 @@ def test_a_corrupt_database_file_is_moved_aside_and_a_new_one_used(tmp_path, cap
     assert "moved it to" in caplog.text
 
 
+def test_a_corrupt_database_is_reported_unreadable_and_repair_moves_it_aside(tmp_path):
+    (tmp_path / DATABASE_NAME).write_bytes(b"this is not an SQLite database" * 100)
+    s = store(tmp_path)
+    assert s.status(fresh=True)["error"].startswith("unreadable database (")
+    aside = s.repair()
+    assert aside is not None and aside.read_bytes().startswith(b"this is not")
+    assert "error" not in s.status(fresh=True)
+    assert s.repair() is None  # readable now: nothing to move
+
+
+def test_databases_moved_aside_are_removed_once_older_than_the_age_bound(tmp_path):
+    old, young = (tmp_path / f"{DATABASE_NAME}.corrupt-{n}-1" for n in (1, 2))
+    for aside in (old, young):
+        aside.write_bytes(b"unreadable")
+    os.utime(old, (time.time() - 3 * 3600, time.time() - 3 * 3600))
+    store(tmp_path, max_age=2 * 3600).claim()
+    assert not old.exists()
+    assert young.exists()  # kept for whoever wants to look into it
+
+
 def test_status_of_a_store_never_written_creates_nothing(tmp_path):
     directory = tmp_path / "never"
     status = store(directory).status()

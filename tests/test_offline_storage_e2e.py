@@ -349,6 +349,21 @@ def test_default_storage_directory_is_the_user_cache_directory(tmp_path):
     assert run.last_json()["directory"] == str(tmp_path / "agentops")
 
 
+def test_agentops_flush_on_an_unreadable_store_moves_it_aside_says_so_and_exits_1(tmp_path):
+    """A database SQLite cannot read: its batches cannot be sent (exit 1, cause named,
+    where the file went); the store works again at once (the next flush exits 0)."""
+    with LocalBackend() as backend:
+        env = storage_env(backend, tmp_path)
+        (tmp_path / "offline-spans.sqlite3").write_bytes(b"not a database" * 200)
+        flush = flush_now(env)
+        assert flush.returncode == 1, flush.stdout + flush.stderr
+        assert "corrupt: the unreadable database (file is not a database) was moved aside " \
+               f"to {tmp_path}/offline-spans.sqlite3.corrupt-" in flush.stdout, flush.stdout
+        assert flush_now(env).returncode == 0
+        assert run_python(spans_then_exit(spans=2), env=env).returncode == 0
+        assert backend.wait_for_spans(2, timeout=5)
+
+
 def test_agentops_flush_with_the_receiver_failing_keeps_the_batch_for_later(down_then_up):
     env, up = down_then_up
     assert run_python(spans_then_exit(), env=env).returncode == 0
@@ -456,6 +471,28 @@ def test_the_exit_line_says_what_the_store_dropped_to_respect_its_bounds(tmp_pat
         run = run_python(spans_then_exit(spans=4), env=env)
     assert run.returncode == 0, run.stderr
     assert "4 of 4 spans not sent yet (connection_error: 4) and saved" in run.stderr
+    assert (f"7 stored spans removed from offline storage in {tmp_path} without delivery "
+            f"({bound}: 7)") in run.stderr, run.stderr
+    assert stored(env)["pending_spans"] == 4
+
+
+@pytest.mark.parametrize("setting, value, bound", [
+    ("AGENTOPS_STORAGE_MAX_MB", "1", "storage_full"),
+    ("AGENTOPS_STORAGE_MAX_AGE_HOURS", "1", "expired"),
+])
+def test_the_storage_bounds_are_settings(tmp_path, setting, value, bound):
+    """A batch the default bounds keep (1 MiB stored, 2 hours old) is removed under a
+    1 MiB or 1 hour bound, and counted."""
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, tmp_path, AGENTOPS_EXPORTER_ENDPOINT=closed,
+                          **{setting: value})
+        earlier = OfflineStore(tmp_path, api_key=str(uuid.uuid4()), endpoint=closed)
+        assert earlier.put(b"\0" * (1024 * 1024 - 10), 7).stored
+        with contextlib.closing(sqlite3.connect(earlier.path)) as db, db:
+            db.execute("UPDATE batches SET stored_at = stored_at - ?", (2 * 3600,))
+        run = run_python(spans_then_exit(spans=4), env=env)
+    assert run.returncode == 0, run.stderr
     assert (f"7 stored spans removed from offline storage in {tmp_path} without delivery "
             f"({bound}: 7)") in run.stderr, run.stderr
     assert stored(env)["pending_spans"] == 4

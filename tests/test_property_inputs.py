@@ -93,6 +93,8 @@ USABLE = {
     "log_level": st.sampled_from(["DEBUG", "info", " WARNING ", 10, 50, 0]),
     "auth_timeout": st.floats(0, 30), "shutdown_timeout": st.floats(0, 30),
     "export_timeout": st.floats(0, 30),
+    "storage_max_mb": st.integers(1, 10**5),
+    "storage_max_age_hours": st.floats(0.01, 720),
     "storage_directory": st.sampled_from([os.path.join(tempfile.gettempdir(), "agentops-prop"),
                                           "~/.cache/agentops-prop", " relative/store "]),
 }

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from agentops import vocabulary as v
 from agentops.export.request import ExitBudget, OTLPRequestLoop
-from agentops.export.storage import OfflineStore, add_spans
+from agentops.export.storage import CORRUPT, OfflineStore, add_spans
 
 if TYPE_CHECKING:
     from agentops.config import Config
@@ -195,8 +195,14 @@ def flush_stored(config: Config, timeout: float) -> FlushReport:
         return FlushReport(ok=not config.offline_storage, directory=None, detail=why)
     before = store.status(fresh=True)
     if "error" in before:
-        return FlushReport(ok=False, directory=str(store.directory), cause=v.INTERNAL_ERROR,
-                           detail=before["error"])
+        aside = store.repair()
+        if aside is None:
+            return FlushReport(ok=False, directory=str(store.directory),
+                               cause=v.INTERNAL_ERROR, detail=before["error"])
+        # What the unreadable database held cannot be sent: a failure, said with where it is.
+        return FlushReport(ok=False, directory=str(store.directory), cause=CORRUPT,
+                           detail=f"the {before['error']} was moved aside to {aside} and a new "
+                                  "one started; its batches cannot be sent")
     if not before["pending_batches"]:
         return FlushReport(ok=True, directory=str(store.directory))
     until = time.monotonic() + timeout

@@ -64,6 +64,9 @@ BUSY_RETRY = 0.01
 STATUS_CACHE = 1.0
 """Seconds a diagnosis may reuse the last count read from disk (it must stay cheap)."""
 CORRUPT = "corrupt"
+ASIDE_MARK = ".corrupt-"
+"""Between the database's name and when (and by which process) an unreadable one was moved
+aside: ``offline-spans.sqlite3.corrupt-<unix time>-<pid>``."""
 
 _FINGERPRINT_SALT = b"agentops offline storage v1\x00"
 
@@ -157,6 +160,8 @@ class OfflineStore:
         self.lease = lease
         self.write_error: str | None = None
         """Why the latest ``put`` failed, None once one succeeds."""
+        self.moved_aside: Path | None = None
+        """Where this process last moved an unreadable database."""
         self._status: dict[str, Any] | None = None
         self._status_at = 0.0
         self._status_lock = threading.Lock()
@@ -253,13 +258,33 @@ class OfflineStore:
             connection.close()
 
     def _move_aside(self, error: BaseException) -> None:
-        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}-{os.getpid()}")
+        aside = self.path.with_name(f"{self.path.name}{ASIDE_MARK}{int(time.time())}-{os.getpid()}")
         logger.warning("Offline storage database %s is unreadable (%s); moved it to %s and "
                        "started a new one", self.path, error, aside)
         for suffix in ("", "-wal", "-shm", "-journal"):
             source = Path(f"{self.path}{suffix}")
             with contextlib.suppress(OSError):
                 os.replace(source, Path(f"{aside}{suffix}"))
+        self.moved_aside = aside
+
+    def _remove_old_aside(self) -> None:
+        """Remove databases moved aside longer than ``max_age`` ago: whatever they held
+        has expired. Younger ones stay for whoever wants to look into them."""
+        cutoff = time.time() - self.max_age
+        with contextlib.suppress(OSError):
+            for aside in self.directory.glob(f"{DATABASE_NAME}{ASIDE_MARK}*"):
+                with contextlib.suppress(OSError):
+                    if aside.stat().st_mtime < cutoff:
+                        aside.unlink()
+
+    def repair(self) -> Path | None:
+        """Open the database for writing, which moves an unreadable one aside and starts a
+        new one; where it was moved, or None when it was readable (or missing)."""
+        self.moved_aside = None
+        with contextlib.suppress(Exception), self._transaction(create=False):
+            pass
+        self._changed()
+        return self.moved_aside
 
     # -- operations --------------------------------------------------------------------
 
@@ -305,6 +330,7 @@ class OfflineStore:
         large payload must not keep other processes from storing meanwhile (a put at exit
         waits at most ``exporter.STORE_TIMEOUT_AT_EXIT``)."""
         dropped: dict[str, int] = {}
+        self._remove_old_aside()
         try:
             while True:
                 with self._transaction(timeout, create=False) as db:
@@ -426,8 +452,10 @@ class OfflineStore:
                     connection.close()
                 status.update(pending_batches=row[0], pending_spans=row[1], bytes=row[2],
                               oldest_at=iso(row[3]))
-            except sqlite3.OperationalError as error:
-                if "no such table" not in str(error):
+            except sqlite3.DatabaseError as error:
+                if _is_corrupt(error):
+                    status["error"] = f"unreadable database ({error})"
+                elif "no such table" not in str(error):
                     status["error"] = _describe(error)
             except Exception as error:
                 status["error"] = _describe(error)
