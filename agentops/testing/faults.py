@@ -1,9 +1,11 @@
-"""Faults: one description of every way a LocalBackend can misbehave.
+"""Faults: one description of every way a LocalBackend can misbehave, and how a request
+meets them.
 
 A ``Faults`` value is immutable and checked when it is made, so a mistyped status or a
 negative delay fails in the test that wrote it, not in a handler thread. A LocalBackend
 holds one at a time (``LocalBackend(faults=Faults(...))``, ``backend.faults = ...``,
-``backend.set_faults(...)``); its handlers take a snapshot of it for each request.
+``backend.set_faults(...)``) in an ``ActiveFaults``, from which its endpoints take a
+snapshot for each request, use up queued statuses and are held or delayed.
 
 Units: every duration is in seconds (a float), every size in bytes, every status an HTTP
 status code between 200 and 599.
@@ -11,12 +13,17 @@ status code between 200 and 599.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Faults"]
+__all__ = ["ActiveFaults", "Faults"]
+
+# A held request also rechecks its hang this often, should a wake-up be missed.
+_HOLD_POLL = 0.25
 
 
 def _status(value: Any, name: str) -> int:
@@ -163,3 +170,73 @@ class Faults:
                 f"got {rejected!r}"
             )
         return rejected, str(message)
+
+
+class ActiveFaults:
+    """The ``Faults`` a running backend is under, shared by its handler threads.
+
+    Replacing them wakes every held request, which rechecks its hang at once. ``stopping``
+    is set while the backend stops: holds end and delays and drips are cut short.
+    """
+
+    def __init__(self, faults: Faults) -> None:
+        self._changed = threading.Condition(threading.Lock())
+        self._faults = faults
+        self.stopping = threading.Event()
+
+    @property
+    def current(self) -> Faults:
+        with self._changed:
+            return self._faults
+
+    def replace(self, faults: Faults) -> None:
+        if not isinstance(faults, Faults):
+            raise TypeError(f"faults must be a Faults, got {faults!r}")
+        with self._changed:
+            self._faults = faults
+            self._changed.notify_all()
+
+    def update(self, **changes: Any) -> Faults:
+        """Changes the named fields in one step and returns the new description; raises
+        TypeError for a name ``Faults`` lacks."""
+        with self._changed:
+            self._faults = dataclasses.replace(self._faults, **changes)
+            self._changed.notify_all()
+            return self._faults
+
+    def take_status(self, queued: str, fixed: str, *,
+                    use_queue: bool = True) -> tuple[Faults, int | None]:
+        """The faults in force and the status they force on this request: the first of
+        the ``queued`` statuses (used up), else the ``fixed`` one (None: no fault)."""
+        with self._changed:
+            faults = self._faults
+            waiting: tuple[int, ...] = getattr(faults, queued)
+            if use_queue and waiting:
+                rest: dict[str, Any] = {queued: waiting[1:]}
+                self._faults = dataclasses.replace(faults, **rest)
+                return faults, waiting[0]
+            return faults, getattr(faults, fixed)
+
+    def stall(self, faults: Faults, hang: str, delay: float,
+              on_hold: Callable[[], None]) -> bool:
+        """Applies the named hang or else ``delay`` seconds; True when the request must go
+        unanswered: a held one (``on_hold`` runs on arrival, so it is recorded while
+        held), or one whose backend stopped meanwhile."""
+        if getattr(faults, hang):
+            on_hold()
+            with self._changed:
+                while getattr(self._faults, hang) and not self.stopping.is_set():
+                    self._changed.wait(_HOLD_POLL)
+            return True
+        if delay > 0:
+            self.stopping.wait(delay)
+        return self.stopping.is_set()
+
+    def start(self) -> None:
+        self.stopping.clear()
+
+    def stop(self) -> None:
+        """Releases every held request and cuts delays short."""
+        with self._changed:
+            self.stopping.set()
+            self._changed.notify_all()
