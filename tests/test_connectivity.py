@@ -15,7 +15,8 @@ from agentops.config import Config
 from agentops.helpers.connectivity.probe import Deadline
 from agentops.helpers.connectivity.records import StepResult
 from agentops.helpers.connectivity.render import render_json
-from agentops.helpers.connectivity.steps import STEPS, Context, Requirement, Step, run_steps
+from agentops.helpers.connectivity.steps import Context
+from agentops.helpers.connectivity.table import STEPS, Requirement, Step, run_steps
 from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,

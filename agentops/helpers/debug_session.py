@@ -9,7 +9,7 @@ never answers: every network operation gets only the time that is left.
 
 ``test_session_connectivity`` collects the facts into a plain, JSON-serialisable dict;
 ``print_connectivity_test_results`` renders them. The steps themselves are a table in
-:mod:`agentops.helpers.connectivity.steps`; the rendering is in
+:mod:`agentops.helpers.connectivity.table`; the rendering is in
 :mod:`agentops.helpers.connectivity.render`.
 """
 
@@ -26,7 +26,8 @@ from agentops.diagnostics import ERROR, Finding
 from agentops.helpers.connectivity import render
 from agentops.helpers.connectivity.probe import Deadline, ms_since
 from agentops.helpers.connectivity.records import FAILED, PASSED, SKIPPED
-from agentops.helpers.connectivity.steps import STEPS, TITLES, Context, explain, run_steps
+from agentops.helpers.connectivity.steps import Context
+from agentops.helpers.connectivity.table import STEPS, TITLES, explain, run_steps
 from agentops.redaction import redact_data
 from agentops.timestamps import iso
 
