@@ -8,7 +8,9 @@ With an API key (the argument or AGENTOPS_API_KEY) or an endpoint, it tests that
 Without any, or with --local, it starts the bundled LocalBackend on 127.0.0.1 (nothing
 leaves this machine) and walks through three situations users meet: a healthy session,
 an invalid API key and a receiver that is down. Each shows the connectivity test and
-what a real program reports with agentops.print_session_status().
+what a real program reports with agentops.print_session_status(). The walkthrough sets
+every setting its scenarios need and leaves the user's own AGENTOPS_* variables out (it
+names the ones it left out), so each scenario behaves as described on any machine.
 
 Exit status: 0 passed (the walkthrough: every scenario behaved as expected), 1 failed
 (or the reader of its output went away, as with ``| head``), 2 usage error.
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +38,8 @@ from agentops.helpers.debug_session import (
 )
 from agentops.redaction import redact, redact_data
 
+SETTINGS = "AGENTOPS_"
+"""The prefix of the SDK's environment variables."""
 PROGRAM_TIMEOUT = 60.0
 TEST_TIMEOUT = 10.0
 
@@ -141,9 +145,21 @@ def bypass_proxies_for_loopback(environ: Any) -> None:
         environ[name] = ",".join(filter(None, [current, "127.0.0.1", "localhost"]))
 
 
-def program_env(backend: Any, scenario: Scenario, encoding: str,
+def without_sdk_settings(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``environ`` without its AGENTOPS_* variables, and the names of those that held a
+    value (the settings the walkthrough leaves out)."""
+    kept = {name: value for name, value in environ.items() if not name.startswith(SETTINGS)}
+    ignored = sorted(name for name, value in environ.items()
+                     if name.startswith(SETTINGS) and value.strip())
+    return kept, ignored
+
+
+def program_env(environ: Mapping[str, str], backend: Any, scenario: Scenario, encoding: str,
                 storage: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENTOPS_", "OTEL_"))}
+    """The scenario's program's environment: ``environ`` (without AGENTOPS_* settings)
+    with the scenario's settings, and without the OTEL_* ones, which would configure the
+    program's OpenTelemetry differently from one machine to the next."""
+    env = {k: v for k, v in environ.items() if not k.startswith(("OTEL_", SETTINGS))}
     env.update({
         "AGENTOPS_API_KEY": scenario.api_key,
         "AGENTOPS_API_ENDPOINT": backend.api_url,
@@ -165,7 +181,7 @@ def program_env(backend: Any, scenario: Scenario, encoding: str,
     return env
 
 
-def run_program(backend: Any, scenario: Scenario, encoding: str,
+def run_program(environ: Mapping[str, str], backend: Any, scenario: Scenario, encoding: str,
                 storage: str) -> tuple[dict[str, Any], str]:
     """Run SDK_PROGRAM in its own interpreter: agentops.init is process-wide."""
     fd, summary_path = tempfile.mkstemp(prefix="agentops-example-", suffix=".json")
@@ -173,7 +189,7 @@ def run_program(backend: Any, scenario: Scenario, encoding: str,
     try:
         proc = subprocess.run([sys.executable, "-c", SDK_PROGRAM, summary_path],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              env=program_env(backend, scenario, encoding, storage),
+                              env=program_env(environ, backend, scenario, encoding, storage),
                               timeout=PROGRAM_TIMEOUT)
         output = proc.stdout.decode(encoding, "replace")
         with open(summary_path, encoding="utf-8") as summary_file:
@@ -223,6 +239,7 @@ def walkthrough(as_json: bool, why: str) -> int:
     bar = "\u2502" if fancy else "|"
     encoding = getattr(out, "encoding", None) or "utf-8"
     bypass_proxies_for_loopback(os.environ)
+    environ, ignored = without_sdk_settings(os.environ)
     records: list[dict[str, Any]] = []
     with LocalBackend() as backend, tempfile.TemporaryDirectory(prefix="agentops-example-") as storage:
         cases = scenarios(backend)
@@ -234,6 +251,9 @@ def walkthrough(as_json: bool, why: str) -> int:
             print("stops when the walkthrough ends: they do not open afterwards.")
             print("Each scenario runs the connectivity test (what `agentops doctor` runs), then")
             print("a real program: agentops.init(), three spans, agentops.print_session_status().")
+            if ignored:
+                print("Your own AGENTOPS_* settings are not used here (each scenario sets its "
+                      f"own): {', '.join(ignored)}.")
         for number, case in enumerate(cases, 1):
             if not as_json:
                 print(f"\n{rule}\nScenario {number} of {len(cases)}: {case.title}\n{rule}")
@@ -241,12 +261,13 @@ def walkthrough(as_json: bool, why: str) -> int:
                 print(f"Expected: {case.expectation}.\n")
             results = test_session_connectivity(
                 case.api_key, timeout=TEST_TIMEOUT, endpoint=backend.api_url,
-                exporter_endpoint=case.exporter_endpoint, app_url=backend.app_url)
+                exporter_endpoint=case.exporter_endpoint, app_url=backend.app_url,
+                environ=environ)
             if not as_json:
                 print("The connectivity test:")
                 print_connectivity_test_results(results)
                 print("\nA program using the SDK (its output, logs included):")
-            summary, output = run_program(backend, case, encoding, storage)
+            summary, output = run_program(environ, backend, case, encoding, storage)
             if not as_json:
                 for line in output.rstrip().splitlines():
                     print(redact(f"  {bar} {line}".rstrip()))
@@ -257,7 +278,8 @@ def walkthrough(as_json: bool, why: str) -> int:
                             "program_output": output})
     passed = all(record["as_expected"] for record in records)
     if as_json:
-        print(json.dumps(redact_data({"mode": "local", "passed": passed, "scenarios": records}),
+        print(json.dumps(redact_data({"mode": "local", "passed": passed,
+                                      "ignored_settings": ignored, "scenarios": records}),
                          indent=2))
         return 0 if passed else 1
     print(f"\n{rule}\nSummary\n{rule}")

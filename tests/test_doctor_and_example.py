@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agentops.config import SETTINGS
 from agentops.testing import Faults
 from tests.conftest import STARTUP, clean_env, free_port
 from tests.secret_scan import assert_no_leaks, secret_forms
@@ -256,6 +257,29 @@ def test_example_local_walkthrough_shows_all_three_scenarios_as_expected():
     assert result.stdout.count("AgentOps Session Diagnostic Report") == 3
     assert result.stdout.count(": as expected:") == 3
     assert_no_leaks({"stdout": result.stdout}, secret_forms())
+
+
+def test_example_local_walkthrough_is_independent_of_the_users_agentops_settings():
+    """Every AGENTOPS_* setting set to a value the SDK refuses, or to a valid one that
+    changes what a scenario does (endpoints where nothing listens, no session trace, no
+    offline storage, refused settings fatal): the walkthrough leaves them all out, both in
+    its connectivity tests and in its programs, says which, and its scenarios behave as
+    described, the healthy one included."""
+    closed = f"http://127.0.0.1:{free_port()}"
+    hostile = {setting.env: "abc" for setting in SETTINGS}
+    hostile.update(AGENTOPS_API_ENDPOINT=closed, AGENTOPS_APP_URL=closed,
+                   AGENTOPS_EXPORTER_ENDPOINT=f"{closed}/v1/traces",
+                   AGENTOPS_API_KEY="0" * 8 + "-dead-beef-0000-" + "0" * 12,
+                   AGENTOPS_FAIL_SAFE="false", AGENTOPS_AUTO_START_SESSION="false",
+                   AGENTOPS_OFFLINE_STORAGE="false")
+    result = run([str(EXAMPLE), "--local"], timeout=120, **hostile)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": as expected:") == 3, result.stdout
+    assert "a healthy session: as expected: connectivity test passed" in result.stdout
+    assert ("Your own AGENTOPS_* settings are not used here (each scenario sets its own): "
+            f"{', '.join(sorted(hostile))}." in result.stdout)
+    assert hostile["AGENTOPS_API_KEY"] not in result.stdout
 
 
 def test_example_without_a_key_says_why_it_walks_through_a_local_backend():

@@ -16,6 +16,7 @@ never answers: every network operation gets only the time that is left.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -48,11 +49,14 @@ def resolve_settings(environ: Mapping[str, str] | None = None,
 
 def test_session_connectivity(api_key: str | None = None, timeout: float = 15,
                               endpoint: str | None = None, exporter_endpoint: str | None = None,
-                              *, app_url: str | None = None) -> dict[str, Any]:
+                              *, app_url: str | None = None,
+                              environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Check, step by step, that session data can reach AgentOps; never raises.
 
     Unset arguments come from AGENTOPS_* environment variables, then the defaults, as in
-    ``agentops.init``. ``timeout`` is in seconds, for the whole test; anything but a positive
+    ``agentops.init``; ``environ`` replaces the process environment as the place the
+    settings and the diagnosis rules read variables from (its proxy and TLS variables are
+    still those of the process: HTTP requests read those themselves). ``timeout`` is in seconds, for the whole test; anything but a positive
     number gives a result whose finding ``connectivity.invalid_timeout`` says so.
 
     The result, JSON-serialisable: ``test_passed`` (bool); ``steps``, one dict per step
@@ -66,7 +70,8 @@ def test_session_connectivity(api_key: str | None = None, timeout: float = 15,
     ``endpoints`` (``api``, ``otlp``, ``app``). The API key appears masked, the token
     never: every string of the result is redacted.
     """
-    return redact_data(_collect(api_key, timeout, endpoint, exporter_endpoint, app_url))
+    return redact_data(_collect(api_key, timeout, endpoint, exporter_endpoint, app_url,
+                                os.environ if environ is None else environ))
 
 
 # Its name starts with "test_": keep pytest from collecting it where tests import it.
@@ -74,7 +79,8 @@ test_session_connectivity.__test__ = False  # type: ignore[attr-defined]
 
 
 def _collect(api_key: str | None, timeout: float, endpoint: str | None,
-             exporter_endpoint: str | None, app_url: str | None) -> dict[str, Any]:
+             exporter_endpoint: str | None, app_url: str | None,
+             environ: Mapping[str, str]) -> dict[str, Any]:
     began = time.time()
     started = time.monotonic()
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
@@ -88,7 +94,7 @@ def _collect(api_key: str | None, timeout: float, endpoint: str | None,
         return results
     try:
         deadline = Deadline(float(timeout))
-        config, problems = resolve_settings(api_key=api_key, endpoint=endpoint,
+        config, problems = resolve_settings(environ, api_key=api_key, endpoint=endpoint,
                                             exporter_endpoint=exporter_endpoint, app_url=app_url)
     except Exception as error:  # a diagnosis tool reports, never raises
         results = _empty(began, timeout)
@@ -103,7 +109,7 @@ def _collect(api_key: str | None, timeout: float, endpoint: str | None,
         "endpoints": {"api": config.endpoint, "otlp": config.exporter_endpoint,
                       "app": config.app_url},
     })
-    ctx = Context(config, problems, deadline, resolve_ms=ms_since(started))
+    ctx = Context(config, problems, deadline, resolve_ms=ms_since(started), environ=environ)
     completed = False
     try:
         run_steps(ctx)

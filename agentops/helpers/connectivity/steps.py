@@ -13,6 +13,7 @@ statistics.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -52,7 +53,8 @@ class Context:
     steps so far found.
 
     ``problems`` maps each refused setting to its message; ``resolve_ms`` is the time it
-    took to resolve the settings (the configuration step's duration). ``auth``,
+    took to resolve the settings (the configuration step's duration); ``environ`` holds
+    the variables the settings were read from, which the diagnosis rules read too. ``auth``,
     ``receiver`` (``ReceiverStatus.snapshot()``'s shape) and ``token_check`` are the facts
     the diagnosis rules read afterwards.
     """
@@ -61,6 +63,7 @@ class Context:
     problems: Mapping[str, str]
     deadline: Deadline
     resolve_ms: float = 0.0
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     stats: ExportStats = field(default_factory=ExportStats)
     results: list[StepResult] = field(default_factory=list)
     auth: AuthSnapshot | None = None

@@ -8,7 +8,6 @@ ran out, is skipped with the reason why.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -131,7 +130,7 @@ def explain(ctx: Context) -> list[Finding]:
         authenticated_at=None, token_expires_at=None, project_id=None, has_token=False,
         retrying=False, endpoint=None)
     facts = Facts(auth=auth, stats=ctx.stats.snapshot(), config=ctx.config,
-                  receiver=ctx.receiver or {}, token_check=ctx.token_check, environ=os.environ)
+                  receiver=ctx.receiver or {}, token_check=ctx.token_check, environ=ctx.environ)
     findings = list(find(facts))
     if ctx.out_of_time and not any(result.status == FAILED for result in ctx.results):
         first = ctx.out_of_time[0]
