@@ -238,6 +238,18 @@ def test_unset_arguments_come_from_the_agentops_environment_variables(local_back
     assert results["endpoints"]["api"] == local_backend.api_url
 
 
+def test_settings_are_read_from_the_environ_given_instead_of_the_process_environment(
+        local_backend, monkeypatch):
+    monkeypatch.setenv("AGENTOPS_EXPORT_TIMEOUT", "abc")
+
+    clean = run_test(local_backend, environ={})
+    refused = run_test(local_backend, environ={"AGENTOPS_SHUTDOWN_TIMEOUT": "-1"})
+
+    assert clean["test_passed"] is True and clean["config_errors"] == {}
+    assert set(refused["config_errors"]) == {"shutdown_timeout"}
+    assert "AGENTOPS_SHUTDOWN_TIMEOUT" in step(refused, "configuration")["detail"]
+
+
 def test_results_show_the_key_masked_and_never_a_token(local_backend):
     results = run_test(local_backend)
     text = json.dumps(results)
