@@ -250,6 +250,19 @@ def test_settings_are_read_from_the_environ_given_instead_of_the_process_environ
     assert "AGENTOPS_SHUTDOWN_TIMEOUT" in step(refused, "configuration")["detail"]
 
 
+def test_the_test_span_is_sent_even_where_otel_sdk_disabled_turns_tracers_off(
+        local_backend, monkeypatch):
+    # Whoever asks "why does no data arrive" may have OTEL_SDK_DISABLED set: the test of
+    # the delivery path must still run (it crashed as an internal error).
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+
+    results = run_test(local_backend)
+
+    assert results["test_passed"] is True, results["issues"]
+    assert local_backend.wait_for_spans(1, timeout=5)
+    assert local_backend.span_names == ["agentops.connectivity_test"]
+
+
 def test_results_show_the_key_masked_and_never_a_token(local_backend):
     results = run_test(local_backend)
     text = json.dumps(results)

@@ -1,17 +1,19 @@
 """The connectivity test's last step: one span sent the way a session sends its spans,
-through an auth tracker, exporter and tracer provider of the test's own, so the SDK's
-delivery code path is what is tested and none of the running session's state is touched.
+through an auth tracker and exporter of the test's own, so the SDK's delivery code path is
+what is tested and none of the running session's state is touched.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from opentelemetry.context import Context as OTelContext
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.trace import SpanContext
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, TraceFlags
 
 from agentops import vocabulary as v
 from agentops.auth import AuthTracker
@@ -30,9 +32,6 @@ __all__ = ["TEST_SPAN_NAME", "export_test_span"]
 TEST_SPAN_NAME = "agentops.connectivity_test"
 
 
-# -- span export -----------------------------------------------------------------------
-
-
 class _UnloggedLossLog(LossLog):
     """The test reports its span's fate itself; its loss is not the user's session data."""
 
@@ -40,26 +39,31 @@ class _UnloggedLossLog(LossLog):
         return None
 
 
-def _test_span(provider: TracerProvider) -> tuple[ReadableSpan, SpanContext]:
-    """The test span, ended, and its span context."""
-    # An empty context: the test span must start a trace of its own, never join a session
-    # trace that is current in the caller's code.
-    span = provider.get_tracer("agentops.connectivity").start_span(
-        TEST_SPAN_NAME, context=OTelContext(),
-        attributes={SpanAttributes.AGENTOPS_SPAN_KIND: CONNECTIVITY_TEST_KIND})
-    span.end()
-    if not isinstance(span, ReadableSpan):  # the SDK's tracer makes SDK spans
-        raise TypeError(f"unexpected span type {type(span).__name__}")
-    return span, span.get_span_context()
+def _test_span() -> tuple[ReadableSpan, SpanContext]:
+    """The test span, finished, and its span context: the root of a trace of its own, never
+    part of a session trace that is current in the caller's code."""
+    # Made finished rather than through a tracer: a tracer provider records nothing under
+    # OTEL_SDK_DISABLED=true, which the program being debugged may have set, and only the
+    # span's delivery is under test.
+    ids = RandomIdGenerator()
+    context = SpanContext(ids.generate_trace_id(), ids.generate_span_id(), is_remote=False,
+                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    now = time.time_ns()
+    span = ReadableSpan(
+        TEST_SPAN_NAME, context=context,
+        resource=Resource.create({"service.name": "agentops-connectivity-test"}),
+        attributes={SpanAttributes.AGENTOPS_SPAN_KIND: CONNECTIVITY_TEST_KIND},
+        instrumentation_scope=InstrumentationScope("agentops.connectivity"),
+        start_time=now, end_time=now)
+    return span, context
 
 
-def _send(ctx: Context, tracker: AuthTracker, provider: TracerProvider,
-          endpoint: str) -> StepResult:
+def _send(ctx: Context, tracker: AuthTracker, endpoint: str) -> StepResult:
     exporter = InstrumentedSpanExporter(
         ctx.config.exporter_endpoint, tracker, ctx.stats, _UnloggedLossLog(),
         timeout=max(0.05, ctx.deadline.remaining()), budget=ExitBudget())
     try:
-        span, span_context = _test_span(provider)
+        span, span_context = _test_span()
         trace_id = span_context.trace_id
         facts: dict[str, Any] = {"endpoint": endpoint, "trace_id": f"{trace_id:032x}",
                                  "span_id": f"{span_context.span_id:016x}"}
@@ -85,15 +89,12 @@ def _send(ctx: Context, tracker: AuthTracker, provider: TracerProvider,
 
 
 def export_test_span(ctx: Context) -> StepResult:
-    """One span through an auth tracker, exporter and provider of the test's own: the SDK's
-    code path, none of the running session's state."""
+    """One span through an auth tracker and exporter of the test's own: the SDK's code
+    path, none of the running session's state."""
     endpoint = endpoint_label(ctx.config.exporter_endpoint)
     budget = ctx.deadline.remaining()
     tracker = AuthTracker(ctx.api, ctx.config.api_key, auth_timeout=budget,
                           request_timeout=budget)
-    provider = TracerProvider(
-        resource=Resource.create({"service.name": "agentops-connectivity-test"}),
-        shutdown_on_exit=False)
     try:
         tracker.start()
         if tracker.wait(ctx.deadline.remaining()) != v.AUTHENTICATED:
@@ -103,10 +104,9 @@ def export_test_span(ctx: Context) -> StepResult:
             return StepResult.failed(v.NOT_AUTHENTICATED,
                                      f"not sent: the exporter got no token ({why})",
                                      endpoint=endpoint)
-        result = _send(ctx, tracker, provider, endpoint)
+        result = _send(ctx, tracker, endpoint)
     finally:
         tracker.close()
-        provider.shutdown()
     if result.reason == v.TIMEOUT and not ctx.stats.snapshot()["failures_by_cause"]:
         # Abandoned mid-request: count the span so the diagnosis rules see the timeout.
         ctx.stats.batch_finished(ctx.stats.batch_started(1), 0, [(v.TIMEOUT, 1, result.detail)])
