@@ -10,18 +10,16 @@
 from agentops.testing.backend import (
     APP_PATH,
     AUTH_TOKEN_PATH,
-    DEFAULT_TOKEN_TTL,
     HEALTH_PATH,
-    MAX_RECORDS,
     OTLP_TRACES_PATH,
     STOP_TIMEOUT,
-    AuthRequestRecord,
     LocalBackend,
-    OtlpRequestRecord,
 )
 from agentops.testing.faults import Faults
 from agentops.testing.otlp import MAX_DECOMPRESSED_BYTES, SpanRecord
+from agentops.testing.records import MAX_RECORDS, AuthRequestRecord, OtlpRequestRecord
 from agentops.testing.server import MAX_BODY_BYTES
+from agentops.testing.tokens import DEFAULT_TOKEN_TTL
 
 __all__ = [
     "APP_PATH",

@@ -8,8 +8,9 @@ import signal
 import sys
 import threading
 
-from agentops.testing.backend import DEFAULT_TOKEN_TTL, LocalBackend
+from agentops.testing.backend import LocalBackend
 from agentops.testing.server import is_loopback_host
+from agentops.testing.tokens import DEFAULT_TOKEN_TTL
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:

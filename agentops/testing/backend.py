@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from agentops.testing.faults import ActiveFaults, Faults
 from agentops.testing.otlp import SpanRecord
 from agentops.testing.receiver import TraceReceiver
-from agentops.testing.records import MAX_RECORDS, AuthRequestRecord, Journal, OtlpRequestRecord
+from agentops.testing.records import AuthRequestRecord, Journal, OtlpRequestRecord
 from agentops.testing.server import Handler, Server
 from agentops.testing.tokens import (
     DEFAULT_TOKEN_TTL,
@@ -42,18 +42,8 @@ from agentops.testing.tokens import (
     ttl_seconds,
 )
 
-__all__ = [
-    "APP_PATH",
-    "AUTH_TOKEN_PATH",
-    "DEFAULT_TOKEN_TTL",
-    "HEALTH_PATH",
-    "MAX_RECORDS",
-    "OTLP_TRACES_PATH",
-    "STOP_TIMEOUT",
-    "AuthRequestRecord",
-    "LocalBackend",
-    "OtlpRequestRecord",
-]
+__all__ = ["APP_PATH", "AUTH_TOKEN_PATH", "HEALTH_PATH", "OTLP_TRACES_PATH", "STOP_TIMEOUT",
+           "LocalBackend"]
 
 _log = logging.getLogger("agentops.testing")
 

@@ -48,9 +48,9 @@ class TraceReceiver:
         try:
             raw = handler.read_body()
         except RequestError as err:
-            if err.close:
-                handler.close_connection = True
-            self._answer_error(handler, record, err.status, err.message, check=False)
+            record["status"] = err.status
+            self._journal.add_otlp(record, check=False)
+            handler.send_request_error(err)
             return
         check = not raw
         record["bytes"] = len(raw)

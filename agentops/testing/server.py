@@ -251,6 +251,13 @@ class Handler(BaseHTTPRequestHandler):
         except RequestError:
             self.close_connection = True
 
+    def send_request_error(self, error: RequestError) -> None:
+        """Answers a request whose body could not be read, closing the connection when
+        part of the body is left unread."""
+        if error.close:
+            self.close_connection = True
+        self.send_json(error.status, {"error": error.message})
+
     def bearer_token(self) -> str | None:
         """The token of an ``Authorization: Bearer <token>`` header, or None."""
         header = self.headers.get("Authorization")

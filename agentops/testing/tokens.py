@@ -124,11 +124,9 @@ class TokenEndpoint:
         try:
             body = handler.read_body()
         except RequestError as err:
-            if err.close:
-                handler.close_connection = True
             record["status"] = err.status
             self._journal.add_auth(record)
-            handler.send_json(err.status, {"error": err.message})
+            handler.send_request_error(err)
             return
 
         api_key = _api_key_in(body)
