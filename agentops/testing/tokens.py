@@ -19,7 +19,7 @@ from typing import Any
 
 import jwt
 
-from agentops.testing.faults import ActiveFaults
+from agentops.testing.faults import ActiveFaults, Faults
 from agentops.testing.records import AuthRequestRecord, Journal
 from agentops.testing.server import Handler, RequestError, status_phrase
 
@@ -143,20 +143,8 @@ class TokenEndpoint:
             return
 
         faults, forced = self._faults.take_status("auth_statuses", "auth_status")
-        forced_body = faults.auth_body.encode() if isinstance(faults.auth_body, str) else (
-            faults.auth_body)
-        if forced_body is not None or (forced is not None and forced != 200):
-            status = forced if forced is not None else 200
-            record["status"] = status
-            self._journal.add_auth(record)
-            retry_after = faults.auth_retry_after
-            headers = ({"Retry-After": f"{retry_after:g}"}
-                       if retry_after is not None and status in (429, 503) else {})
-            if forced_body is not None:
-                handler.send_bytes(status, forced_body, faults.auth_content_type, headers)
-            else:
-                message = _AUTH_ERRORS.get(status, status_phrase(status))
-                handler.send_json(status, {"error": message}, headers)
+        if faults.auth_body is not None or (forced is not None and forced != 200):
+            self._answer_forced(handler, record, forced, faults)
             return
 
         answer: dict[str, Any]
@@ -171,6 +159,23 @@ class TokenEndpoint:
         record["status"] = status
         self._journal.add_auth(record, token_issued=status == 200)
         handler.send_json(status, answer)
+
+    def _answer_forced(self, handler: Handler, record: AuthRequestRecord, forced: int | None,
+                       faults: Faults) -> None:
+        status = forced if forced is not None else 200
+        record["status"] = status
+        self._journal.add_auth(record)
+        retry_after = faults.auth_retry_after
+        headers = ({"Retry-After": f"{retry_after:g}"}
+                   if retry_after is not None and status in (429, 503) else {})
+        body = faults.auth_body
+        if body is not None:
+            # Faults holds it as bytes; the str in its type is what it accepts.
+            handler.send_bytes(status, body.encode() if isinstance(body, str) else body,
+                               faults.auth_content_type, headers)
+        else:
+            message = _AUTH_ERRORS.get(status, status_phrase(status))
+            handler.send_json(status, {"error": message}, headers)
 
     def verify(self, handler: Handler) -> None:
         """``GET``: the payload of the bearer token and its ``expires_at``, or 401."""
