@@ -53,6 +53,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import sys
 import threading
 import time
@@ -100,9 +101,26 @@ class _Process:
         self.hooks_installed = False
         self.worker: _ExitWorker | None = None
         self.sigterm_installed = False
-        self.terminating = False
         self.pending_signal: int | None = None
         """A SIGTERM that arrived during this thread's own exit: re-sent when it ends."""
+        self.sigterm = _SigtermState()
+        self.watch: _SigtermWatch | None = None
+
+
+class _SigtermState:
+    """Who runs the exit for the first SIGTERM: the handler on the main thread, or the
+    watcher (step 5) when the main thread did not start the handler in time. Read and
+    written under ``lock`` by both; the handler uses plain attributes, never an Event,
+    since a nested handler call could otherwise wait on a lock its outer call holds."""
+
+    def __init__(self) -> None:
+        # Re-entrant: a second SIGTERM can run the handler inside the handler's own block.
+        self.lock = threading.RLock()
+        self.runner: str | None = None
+        """None, "handler" or "watcher"."""
+        self.handler_entered = False
+        self.end_now = False
+        """The watcher's exit for the signal is over: the handler ends the process."""
 
 
 _process = _Process()
@@ -209,14 +227,22 @@ def _install_sigterm_handler() -> None:
         return  # the program's own handler (or SIG_IGN) is left alone
     signal.signal(signal.SIGTERM, _on_sigterm)
     _process.sigterm_installed = True
+    if "multiprocessing" in sys.modules:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:  # a spawned child calling init
+            _watch_sigterm()
 
 
 # -- 2. fork -------------------------------------------------------------------------------
 
 def _after_fork_in_child() -> None:
     _process.lock = threading.RLock()
-    _process.terminating = False
     _process.pending_signal = None
+    _process.sigterm = _SigtermState()
+    if _process.watch is not None:  # the parent's: its socket must not hear this child
+        _process.watch.disarm()
+        _process.watch = None
     if not _process.hooks_installed:
         return
     _process.worker = _ExitWorker()
@@ -230,13 +256,15 @@ def _after_fork_in_child() -> None:
         # clears the finalizers it inherited before running those hooks.
         from multiprocessing import util
 
-        util.register_after_fork(client, _finalize_child_at_exit)
+        util.register_after_fork(client, _in_multiprocessing_child)
 
 
-def _finalize_child_at_exit(_client: Client) -> None:
+def _in_multiprocessing_child(_client: Client) -> None:
+    """Run by a multiprocessing child as it starts, on its main thread."""
     from multiprocessing import util
 
     util.Finalize(None, _at_exit, exitpriority=100)
+    _watch_sigterm()
 
 
 # -- 3. flush ------------------------------------------------------------------------------
@@ -325,32 +353,176 @@ def _at_exit() -> None:
 
 # -- 5. SIGTERM ----------------------------------------------------------------------------
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    if _process.terminating:  # a second SIGTERM: end now
-        _die(signum)
-    _process.terminating = True
-    try:
-        client = _process.client
-        if client is None:
-            return
-        if (client.closed and client.closing_thread == threading.get_ident()
-                and not client.exit_done.is_set()):
-            # The signal interrupted this thread's own exit (atexit, a multiprocessing
-            # finalizer): let it finish within its budget; it ends the process after.
-            _process.pending_signal = signum
-            return
-        from agentops import exit_state
+WATCH_GRACE = 0.1
+"""Seconds the main thread has to start the SIGTERM handler once the watcher has seen the
+signal arrive, before the watcher runs the exit itself."""
+END_WAIT = 1.0
+"""Seconds the watcher, its exit over, waits for the main thread to end the process as
+killed by SIGTERM before it ends the process itself (exit status 128 + 15)."""
 
-        exit_state.record_signal(signum)
-        exit_state.end_traces(client)
-        close(client, reason="SIGTERM")
-        # Another thread's exit may still be running (its budget perhaps not begun yet).
-        left = client.budget.remaining()
-        client.exit_done.wait(max(0.0, client.config.shutdown_timeout if left is None
-                                  else left) + 0.1)
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    state = _process.sigterm
+    with state.lock:
+        second = state.handler_entered
+        state.handler_entered = True
+        if state.runner is None:
+            state.runner = "handler"
+        runner = state.runner
+    if second or state.end_now:  # a second SIGTERM, or the watcher's exit is over
+        _die(signum)
+    try:
+        if runner == "handler":
+            if not _exit_for_signal(signum, threading.get_ident(), None):
+                return  # this thread's own exit was interrupted; it ends the process after
+        else:
+            # The watcher runs the exit for this signal: the main thread waits for it here
+            # rather than going on with the program.
+            client = _process.client
+            if client is not None:
+                client.exit_done.wait(client.config.shutdown_timeout + 0.1)
     except BaseException:  # noqa: BLE001  nothing may keep the process from ending
         pass
     _die(signum)
+
+
+def _exit_for_signal(signum: int, main_thread: int, seconds: float | None) -> bool:
+    """The exit path for ``signum``, on the handler's or the watcher's thread, within
+    ``seconds`` (None: ``shutdown_timeout``). False when ``main_thread`` was running its
+    own exit (atexit, a multiprocessing finalizer): that exit goes on within its budget and
+    ends the process after (``pending_signal``)."""
+    client = _process.client
+    if client is None:
+        return True
+    if (client.closed and client.closing_thread == main_thread
+            and not client.exit_done.is_set()):
+        _process.pending_signal = signum
+        return False
+    from agentops import exit_state
+
+    exit_state.record_signal(signum)
+    exit_state.end_traces(client)
+    close(client, seconds, reason="SIGTERM")
+    # Another thread's exit may still be running (its budget perhaps not begun yet).
+    left = client.budget.remaining()
+    client.exit_done.wait(max(0.0, client.config.shutdown_timeout if left is None
+                              else left) + 0.1)
+    return True
+
+
+class _SigtermWatch:
+    """Sees SIGTERM arrive even when the main thread cannot run the handler.
+
+    CPython runs a Python signal handler on the main thread, between bytecodes. Its C-level
+    handler only notes the signal; a main thread blocked in a C call that began just after
+    the signal arrived is not woken, and may wait for ever: a Pool worker waiting for its
+    task queue's lock, which its pool holds for ever while it terminates the workers, does.
+    The C-level handler also writes the signal's number to the wakeup file descriptor
+    (``signal.set_wakeup_fd``); this thread reads it. When the handler has not begun
+    ``WATCH_GRACE`` seconds later, the thread runs the exit itself, then sends SIGTERM to
+    the main thread alone, which interrupts its wait so that the handler runs and ends the
+    process as killed by SIGTERM."""
+
+    def __init__(self) -> None:
+        self.reader, self.writer = socket.socketpair()
+        self.writer.setblocking(False)
+
+    def arm(self) -> bool:
+        """On the main thread. False (and nothing changed) when another wakeup descriptor
+        is set: it belongs to the program (an event loop's signal handling)."""
+        try:
+            previous = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        except (ValueError, OSError):
+            self.close()
+            return False
+        if previous != -1:
+            signal.set_wakeup_fd(previous)
+            self.close()
+            return False
+        threading.Thread(target=self._run, name="agentops-sigterm", daemon=True).start()
+        return True
+
+    def disarm(self) -> None:
+        """In a forked child (on its main thread): the parent's descriptor is the parent's."""
+        try:
+            previous = signal.set_wakeup_fd(-1)
+            if previous != self.writer.fileno():
+                signal.set_wakeup_fd(previous)
+        except (ValueError, OSError):
+            pass
+        self.close()
+
+    def close(self) -> None:
+        self.reader.close()
+        self.writer.close()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                received = self.reader.recv(64)
+            except OSError:
+                return
+            if not received:
+                return
+            if signal.SIGTERM in received:
+                _take_over_if_stuck(signal.SIGTERM, time.monotonic())
+
+
+def _watch_sigterm() -> None:
+    """Arm the watcher in this process (its main thread), when the SDK's handler is the one
+    installed. Done in multiprocessing children: their parent ends them with SIGTERM while
+    their main thread waits on a lock."""
+    if (_process.watch is not None or not _process.sigterm_installed
+            or signal.getsignal(signal.SIGTERM) is not _on_sigterm):
+        return
+    try:
+        watch = _SigtermWatch()
+    except OSError:
+        logger.debug("SIGTERM watcher not armed", exc_info=True)
+        return
+    if watch.arm():
+        _process.watch = watch
+    else:
+        logger.debug("SIGTERM watcher not armed: the program set a signal wakeup descriptor")
+
+
+def _take_over_if_stuck(signum: int, seen_at: float) -> None:
+    state = _process.sigterm
+    deadline = seen_at + WATCH_GRACE
+    while time.monotonic() < deadline:
+        if state.runner is not None:
+            return  # the handler began (or this is a later SIGTERM)
+        time.sleep(0.01)
+    with state.lock:
+        if state.runner is not None:
+            return
+        if signal.getsignal(signum) is not _on_sigterm:
+            return  # the program's own handler replaced the SDK's: the signal is its own
+        state.runner = "watcher"
+    logger.debug("SIGTERM: the main thread did not start the handler within %ss; "
+                 "the exit runs on the watcher's thread", WATCH_GRACE)
+    try:
+        client = _process.client
+        budget = client.config.shutdown_timeout if client is not None else 0.0
+        _exit_for_signal(signum, threading.main_thread().ident or 0,
+                         max(0.0, budget - (time.monotonic() - seen_at)))
+        if client is not None and _process.pending_signal is not None:
+            client.exit_done.wait(budget + 0.1)  # the main thread's own exit ends it
+    except BaseException:  # noqa: BLE001  nothing may keep the process from ending
+        pass
+    with state.lock:
+        state.end_now = True
+    try:
+        signal.pthread_kill(threading.main_thread().ident or 0, signum)
+        time.sleep(END_WAIT)
+    except BaseException:  # noqa: BLE001,S110  the ending below must happen
+        pass
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: S110  a closed or broken stream must not stop the exit
+            pass
+    os._exit(128 + signum)
 
 
 def _die(signum: int) -> None:
