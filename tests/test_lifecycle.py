@@ -17,7 +17,7 @@ import time
 import pytest
 
 from agentops.testing import Faults
-from tests.conftest import SLACK, clean_env, free_port, run_python
+from tests.conftest import SLACK, STARTUP, clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
@@ -155,6 +155,161 @@ def test_fork_pool_workers_terminated_by_their_pool_deliver_their_spans(local_ba
     assert "RESULTS 45" in run.stdout
     assert local_backend.wait_for_spans(10, timeout=5)
     assert sorted(local_backend.span_names) == sorted(f"task-{n}" for n in range(10))
+
+
+# A SIGTERM that arrives while the main thread of a multiprocessing child is between a
+# lock's non-blocking check and its blocking wait is noted by CPython's C-level handler
+# but does not wake the wait: the Python handler never runs. A Pool worker that waits for
+# its task queue's lock, which its pool holds for ever while it terminates the workers,
+# then hangs, and its pool's exit with it. The state is made at once by having another
+# thread of the child take the signal while the main thread waits on a lock its parent holds.
+TAKEN_ELSEWHERE = """
+    import json, multiprocessing as mp, signal, sys, threading, time, agentops
+    from opentelemetry import trace
+
+    ctx = mp.get_context("fork")
+    held = ctx.Lock()
+
+    def child():
+        {child_setup}
+        trace.get_tracer("worker").start_span("made-before-the-wait").end()
+        def take_sigterm_on_this_thread():
+            time.sleep(1.0)   # the main thread is waiting on the lock by then
+            print("SIGNAL", time.time(), flush=True)
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+        threading.Thread(target=take_sigterm_on_this_thread).start()
+        held.acquire()
+        print("ACQUIRED", flush=True)   # never: the parent holds the lock until the end
+
+    agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+    held.acquire()
+    worker = ctx.Process(target=child)
+    worker.start()
+    worker.join({join_timeout})
+    ended = time.time()
+    hung = worker.exitcode is None
+    if hung:   # the program stops by itself whatever happens
+        worker.kill(); worker.join()
+    print("CHILD", json.dumps({{"hung": hung, "exitcode": worker.exitcode, "ended": ended}}),
+          flush=True)
+"""
+
+
+def _child_result(run) -> tuple[dict, float]:
+    """The child's outcome and the seconds from the signal to its end."""
+    result = next(json.loads(line.split(" ", 1)[1]) for line in run.stdout.splitlines()
+                  if line.startswith("CHILD "))
+    signalled = [float(line.split()[1]) for line in run.stdout.splitlines()
+                 if line.startswith("SIGNAL ")]
+    return result, (result["ended"] - signalled[0]) if signalled else float("nan")
+
+
+def test_a_multiprocessing_child_whose_main_thread_cannot_run_the_handler_delivers_and_ends(
+        local_backend):
+    run = run_python(TAKEN_ELSEWHERE.format(child_setup="pass", join_timeout=30),
+                     env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
+                                 AGENTOPS_LOG_LEVEL="DEBUG"), timeout=60)
+    assert run.returncode == 0, run.stderr
+    result, seconds = _child_result(run)
+    assert not result["hung"], run.stderr
+    # The watcher ran the exit: the main thread never started the handler on its own.
+    assert "did not start the handler" in run.stderr, run.stderr
+    assert result["exitcode"] == -signal.SIGTERM, run.stderr  # as without the SDK
+    assert seconds <= SHUTDOWN_TIMEOUT + MARGIN, seconds
+    assert local_backend.wait_for_spans(1, timeout=5)
+    assert local_backend.span_names == ["made-before-the-wait"]
+    assert "SIGTERM: all 1 spans delivered before exit" in run.stderr
+    assert "ACQUIRED" not in run.stdout and "Traceback" not in run.stderr, run.stderr
+
+
+def test_a_multiprocessing_child_with_its_own_sigterm_handler_is_left_to_it(local_backend):
+    # The program's handler replaced the SDK's in the child: the SDK neither runs its exit
+    # nor ends the child, even though the main thread never runs that handler.
+    budget = SHUTDOWN_TIMEOUT + MARGIN
+    run = run_python(TAKEN_ELSEWHERE.format(
+        child_setup="signal.signal(signal.SIGTERM, lambda signum, frame: print('OWN'))",
+        join_timeout=1.0 + budget + SLACK),
+        env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)), timeout=60)
+    assert run.returncode == 0, run.stderr
+    result, _ = _child_result(run)
+    assert result["hung"], run.stdout  # still waiting on the lock, as without the SDK
+    assert "SIGTERM" not in run.stderr, run.stderr
+
+
+def test_a_multiprocessing_child_running_a_pool_of_its_own_outlives_its_workers_sigterm(
+        local_backend):
+    # The child's workers inherit its signal state; their SIGTERM must be theirs alone.
+    run = run_python("""
+        import multiprocessing as mp, agentops
+        from opentelemetry import trace
+
+        def task(n):
+            trace.get_tracer("worker").start_span(f"task-{n}").end()
+            return n
+
+        def child():
+            for round_ in range(3):
+                with mp.get_context("fork").Pool(2) as pool:   # SIGTERM to the workers
+                    assert pool.map(task, range(round_ * 4, round_ * 4 + 4))
+            trace.get_tracer("child").start_span("child-after-its-pools").end()
+
+        agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+        process = mp.get_context("fork").Process(target=child)
+        process.start()
+        process.join(60)
+        print("CHILD", process.exitcode)
+    """, env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)),
+        timeout=90)
+    assert run.returncode == 0, run.stderr
+    assert "CHILD 0" in run.stdout, run.stdout + run.stderr
+    assert local_backend.wait_for_spans(13, timeout=5)
+    assert sorted(local_backend.span_names) == sorted(
+        [f"task-{n}" for n in range(12)] + ["child-after-its-pools"])
+
+
+POOL_ROUNDS = 30
+
+
+def test_fork_pools_terminated_while_their_workers_take_tasks_never_hang_and_deliver(
+        local_backend):
+    # Each round terminates a pool whose workers are still taking tasks, so that some are
+    # entering the task queue's lock wait when SIGTERM comes. A worker that would hang is
+    # killed by the program after the budget plus the margin and reported.
+    run = run_python(f"""
+        import json, multiprocessing as mp, os, signal, threading, agentops
+        from opentelemetry import trace
+        WORKERS = 4
+
+        def task(n):
+            if n < WORKERS * 2:
+                trace.get_tracer("worker").start_span(f"r{{round_}}-task-{{n}}").end()
+            return n
+
+        agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+        hung = []
+        for round_ in range({POOL_ROUNDS}):
+            over = threading.Event()
+            def kill_hung_workers(round_=round_, over=over):
+                if not over.wait({SHUTDOWN_TIMEOUT + MARGIN + SLACK}):
+                    stuck = mp.active_children()
+                    hung.append([round_, len(stuck)])
+                    for process in stuck:
+                        os.kill(process.pid, signal.SIGKILL)
+            with mp.get_context("fork").Pool(WORKERS) as pool:
+                results = pool.imap_unordered(task, range(100_000), chunksize=1)
+                for _ in range(200):
+                    next(results)
+                # From here the block's exit terminates the workers (SIGTERM).
+                threading.Thread(target=kill_hung_workers, daemon=True).start()
+            over.set()
+        print("HUNG", json.dumps(hung), flush=True)
+    """, env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)),
+        timeout=POOL_ROUNDS * (SHUTDOWN_TIMEOUT + MARGIN + SLACK + 2) + STARTUP)
+    assert run.returncode == 0, run.stderr
+    assert "HUNG []" in run.stdout, run.stdout
+    expected = sorted(f"r{r}-task-{n}" for r in range(POOL_ROUNDS) for n in range(8))
+    local_backend.wait_for_spans(len(expected), timeout=5)
+    assert sorted(local_backend.span_names) == expected
 
 
 ROUNDS = 12
