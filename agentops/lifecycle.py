@@ -41,7 +41,11 @@ exit. Everything that happens at the edges of a process happens here, in this or
    default) and ``handle_sigterm`` is on, ``init`` on the main thread installs one that runs
    step 4 with ``shutdown_timeout``, restores the default disposition and sends SIGTERM
    again, so the process ends as killed by SIGTERM, as it would without the SDK. A second
-   SIGTERM during the wait ends the process at once.
+   SIGTERM during the wait ends the process at once. In a multiprocessing child a watcher
+   thread also reads the signal wakeup descriptor: a Pool worker whose main thread began a
+   lock wait just after the signal arrived never runs the handler (CPython runs it on the
+   main thread only, between bytecodes), so the watcher runs this step for it and then
+   interrupts that wait (see ``_SigtermWatch``).
 
 The exit waits at most the budget (``shutdown_timeout``, or the ``timeout`` given).
 """

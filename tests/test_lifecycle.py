@@ -167,10 +167,11 @@ TAKEN_ELSEWHERE = """
     import json, multiprocessing as mp, signal, sys, threading, time, agentops
     from opentelemetry import trace
 
-    ctx = mp.get_context("fork")
-    held = ctx.Lock()
+    INIT = dict(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
 
-    def child():
+    def child(held, start_method):
+        if start_method == "spawn":   # a fresh interpreter: the child calls init itself
+            agentops.init(**INIT)
         {child_setup}
         trace.get_tracer("worker").start_span("made-before-the-wait").end()
         def take_sigterm_on_this_thread():
@@ -181,21 +182,37 @@ TAKEN_ELSEWHERE = """
         held.acquire()
         print("ACQUIRED", flush=True)   # never: the parent holds the lock until the end
 
-    agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
-    held.acquire()
-    worker = ctx.Process(target=child)
-    worker.start()
-    worker.join({join_timeout})
-    ended = time.time()
-    hung = worker.exitcode is None
-    if hung:   # the program stops by itself whatever happens
-        worker.kill(); worker.join()
-    print("CHILD", json.dumps({{"hung": hung, "exitcode": worker.exitcode, "ended": ended}}),
-          flush=True)
+    if __name__ == "__main__":
+        start_method = sys.argv[1]
+        ctx = mp.get_context(start_method)
+        held = ctx.Lock()
+        if start_method == "fork":   # the child inherits the SDK, its handler included
+            agentops.init(**INIT)
+        held.acquire()
+        worker = ctx.Process(target=child, args=(held, start_method))
+        worker.start()
+        worker.join({join_timeout})
+        ended = time.time()
+        hung = worker.exitcode is None
+        if hung:   # the program stops by itself whatever happens
+            worker.kill(); worker.join()
+        print("CHILD", json.dumps({{"hung": hung, "exitcode": worker.exitcode,
+                                   "ended": ended}}), flush=True)
 """
 
 
-def _child_result(run) -> tuple[dict, float]:
+def run_taken_elsewhere(tmp_path, start_method: str, env: dict[str, str], *,
+                        child_setup: str = "pass", join_timeout: float = 30
+                        ) -> subprocess.CompletedProcess[str]:
+    """TAKEN_ELSEWHERE as a script file (a spawned child imports its main module)."""
+    script = tmp_path / "taken_elsewhere.py"
+    script.write_text(textwrap.dedent(TAKEN_ELSEWHERE.format(child_setup=child_setup,
+                                                             join_timeout=join_timeout)))
+    return subprocess.run([sys.executable, str(script), start_method], capture_output=True,
+                          text=True, env=env, timeout=60)
+
+
+def _child_result(run: subprocess.CompletedProcess[str]) -> tuple[dict, float]:
     """The child's outcome and the seconds from the signal to its end."""
     result = next(json.loads(line.split(" ", 1)[1]) for line in run.stdout.splitlines()
                   if line.startswith("CHILD "))
@@ -204,11 +221,11 @@ def _child_result(run) -> tuple[dict, float]:
     return result, (result["ended"] - signalled[0]) if signalled else float("nan")
 
 
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_a_multiprocessing_child_whose_main_thread_cannot_run_the_handler_delivers_and_ends(
-        local_backend):
-    run = run_python(TAKEN_ELSEWHERE.format(child_setup="pass", join_timeout=30),
-                     env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT),
-                                 AGENTOPS_LOG_LEVEL="DEBUG"), timeout=60)
+        local_backend, tmp_path, start_method):
+    run = run_taken_elsewhere(tmp_path, start_method, env_for(
+        local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT), AGENTOPS_LOG_LEVEL="DEBUG"))
     assert run.returncode == 0, run.stderr
     result, seconds = _child_result(run)
     assert not result["hung"], run.stderr
@@ -222,18 +239,55 @@ def test_a_multiprocessing_child_whose_main_thread_cannot_run_the_handler_delive
     assert "ACQUIRED" not in run.stdout and "Traceback" not in run.stderr, run.stderr
 
 
-def test_a_multiprocessing_child_with_its_own_sigterm_handler_is_left_to_it(local_backend):
+def test_a_multiprocessing_child_with_its_own_sigterm_handler_is_left_to_it(
+        local_backend, tmp_path):
     # The program's handler replaced the SDK's in the child: the SDK neither runs its exit
     # nor ends the child, even though the main thread never runs that handler.
-    budget = SHUTDOWN_TIMEOUT + MARGIN
-    run = run_python(TAKEN_ELSEWHERE.format(
+    run = run_taken_elsewhere(
+        tmp_path, "fork", env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)),
         child_setup="signal.signal(signal.SIGTERM, lambda signum, frame: print('OWN'))",
-        join_timeout=1.0 + budget + SLACK),
-        env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)), timeout=60)
+        join_timeout=1.0 + SHUTDOWN_TIMEOUT + MARGIN + SLACK)
     assert run.returncode == 0, run.stderr
     result, _ = _child_result(run)
     assert result["hung"], run.stdout  # still waiting on the lock, as without the SDK
     assert "SIGTERM" not in run.stderr, run.stderr
+
+
+def test_an_asyncio_program_in_a_multiprocessing_child_keeps_its_signal_handling(local_backend):
+    # asyncio's add_signal_handler sets its own wakeup descriptor in place of the SDK's
+    # watch; its handlers run, and SIGTERM afterwards still delivers and ends the child.
+    run = run_python("""
+        import asyncio, multiprocessing as mp, os, signal, time, agentops
+        from opentelemetry import trace
+
+        def child(ready):
+            async def main():
+                got = asyncio.Event()
+                asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, got.set)
+                os.kill(os.getpid(), signal.SIGUSR1)
+                await asyncio.wait_for(got.wait(), 10)
+                trace.get_tracer("worker").start_span("after-the-loop-handled-sigusr1").end()
+            asyncio.run(main())
+            ready.set()
+            time.sleep(60)
+
+        agentops.init(auto_start_session=False, wait_for_auth=True, max_wait_time=60_000)
+        ctx = mp.get_context("fork")
+        ready = ctx.Event()
+        process = ctx.Process(target=child, args=(ready,))
+        process.start()
+        print("READY", ready.wait(30), flush=True)
+        process.terminate()
+        process.join(30)
+        print("CHILD", process.exitcode)
+    """, env=env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT=str(SHUTDOWN_TIMEOUT)),
+        timeout=90)
+    assert run.returncode == 0, run.stderr
+    assert "READY True" in run.stdout and "CHILD -15" in run.stdout, run.stdout + run.stderr
+    assert local_backend.wait_for_spans(1, timeout=5)
+    assert local_backend.span_names == ["after-the-loop-handled-sigusr1"]
+    assert "SIGTERM: all 1 spans delivered before exit" in run.stderr
+    assert "Traceback" not in run.stderr and "Warning" not in run.stderr, run.stderr
 
 
 def test_a_multiprocessing_child_running_a_pool_of_its_own_outlives_its_workers_sigterm(
