@@ -33,10 +33,12 @@ exit. Everything that happens at the edges of a process happens here, in this or
         replaces it);
      e. authentication stops, connections close, URL lines still owed are logged, then
         the exit line.
-   Ctrl-C during the wait ends it at once; with offline storage the batches still being
-   sent are saved first (their sending thread waits on the receiver, so they are saved from
-   this one). d and e still run, and no traceback from the SDK appears at exit (from an
-   explicit ``shutdown()`` the interrupt is re-raised after).
+   With offline storage, when the network's share ends (or Ctrl-C ends the wait) answers
+   still awaited are cut short (``OTLPRequestLoop.cut_short``: their deadline was set
+   before the exit began) and the exit worker stores their batches and the queue during the
+   reserve; a batch still in flight after it is stored from the exiting thread. Ctrl-C
+   during the wait ends it at once; d and e still run, and no traceback from the SDK
+   appears at exit (from an explicit ``shutdown()`` the interrupt is re-raised after).
 5. **SIGTERM**: when the program has no handler of its own (the disposition is the
    default) and ``handle_sigterm`` is on, ``init`` on the main thread installs one that runs
    step 4 with ``shutdown_timeout``, restores the default disposition and sends SIGTERM
@@ -315,14 +317,18 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
     interrupted: KeyboardInterrupt | None = None
     done: threading.Event | None = None
     try:
-        client.end_trace(end_state=end_state)
-        worker = _process.worker
-        done = worker.submit(client.processor.shutdown) if worker is not None else None
-        if done is not None:
-            done.wait(max(0.0, budget))
-    except KeyboardInterrupt as interrupt:
-        interrupted = interrupt
-        client.exporter.store_in_flight()
+        try:
+            client.end_trace(end_state=end_state)
+            worker = _process.worker
+            done = worker.submit(client.processor.shutdown) if worker is not None else None
+            if done is not None:
+                done.wait(max(0.0, budget - reserve))
+        except KeyboardInterrupt as interrupt:
+            interrupted = interrupt
+        if client.store is not None and not (done is not None and done.is_set()):
+            _store_the_rest(client, done, reserve)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C again, while storing
+        interrupted = interrupted or interrupt
     finally:
         if _process.pending_signal is not None:
             reason = signal.Signals(_process.pending_signal).name
@@ -332,6 +338,17 @@ def close(client: Client, seconds: float | None = None, end_state: str = "Indete
         _die(_process.pending_signal)
     if interrupted is not None and reraise_interrupt:
         raise interrupted
+
+
+def _store_the_rest(client: Client, done: threading.Event | None, reserve: float) -> None:
+    """The network's share of the exit is over (or Ctrl-C ended it): answers still awaited
+    are cut short, so the exit worker stores their batches and the queue behind them, for
+    at most ``reserve`` seconds; a batch it could not reach by then is stored from here."""
+    client.budget.begin(0.0)
+    client.exporter.loop.cut_short()
+    if done is not None:
+        done.wait(reserve)
+    client.exporter.store_in_flight()
 
 
 def shutdown(timeout: float | None = None) -> None:

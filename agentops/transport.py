@@ -18,9 +18,12 @@ urllib3's ``ConnectionCls`` and ``PoolManager.pool_classes_by_scheme``.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import socket
+import threading
 import time
+import weakref
 from typing import Any
 
 from requests.adapters import HTTPAdapter
@@ -94,40 +97,75 @@ class _DeadlineResponse(http.client.HTTPResponse):
             self.fp = _DeadlineReader(self.fp, sock, time.monotonic() + timeout)  # type: ignore[assignment]
 
 
-class _HTTPConnection(HTTPConnection):
-    response_class = _DeadlineResponse
+class Connections:
+    """The sockets a session's adapters opened (weakly held), so that ``cut()`` can end
+    whatever they are waiting for at once: an exit whose time to send ran out does not
+    wait for an answer that was requested before it began (its deadline came from
+    ``export_timeout``, not from the exit)."""
+
+    def __init__(self) -> None:
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.cut_at: float | None = None
+        """When ``cut()`` last ran (``time.monotonic()``), else None."""
+
+    def opened(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.add(sock)
+
+    def cut(self) -> None:
+        """Shut every socket down: a read or write blocked on one returns (or fails) now."""
+        self.cut_at = time.monotonic()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
-class _HTTPSConnection(HTTPSConnection):
-    response_class = _DeadlineResponse
+class _WatchedConnection:
+    connections: Connections
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            self.connections.opened(sock)
 
 
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-POOL_CLASSES = {"http": _HTTPPool, "https": _HTTPSPool}
+def _pool_classes(connections: Connections) -> dict[str, type[HTTPConnectionPool]]:
+    """Pool classes whose connections read answers within the attempt's deadline and are
+    known to ``connections``."""
+    http_connection = type("_HTTPConnection", (_WatchedConnection, HTTPConnection),
+                           {"response_class": _DeadlineResponse, "connections": connections})
+    https_connection = type("_HTTPSConnection", (_WatchedConnection, HTTPSConnection),
+                            {"response_class": _DeadlineResponse, "connections": connections})
+    return {"http": type("_HTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_connection}),
+            "https": type("_HTTPSPool", (HTTPSConnectionPool,),
+                          {"ConnectionCls": https_connection})}
 
 
 class DeadlineAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` whose connections read answers within the attempt's deadline."""
 
+    def __init__(self, connections: Connections) -> None:
+        self._pool_classes = _pool_classes(connections)
+        super().__init__()
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = dict(POOL_CLASSES)
+        self.poolmanager.pool_classes_by_scheme = dict(self._pool_classes)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = dict(POOL_CLASSES)
+        manager.pool_classes_by_scheme = dict(self._pool_classes)
         return manager
 
 
-def mount(session: Any) -> None:
+def mount(session: Any) -> Connections:
     """Give ``session`` fresh deadline-keeping adapters (also after a fork: pooled sockets
-    are shared with the parent, new adapters open new ones)."""
-    session.mount("https://", DeadlineAdapter())
-    session.mount("http://", DeadlineAdapter())
+    are shared with the parent, new adapters open new ones); the sockets they open."""
+    connections = Connections()
+    session.mount("https://", DeadlineAdapter(connections))
+    session.mount("http://", DeadlineAdapter(connections))
+    return connections

@@ -603,3 +603,53 @@ def test_ctrl_c_during_the_exit_wait_stores_every_span_and_prints_the_exit_line(
     assert stored(env)["pending_spans"] == 21, err
     assert "interrupted: 21 of 21 spans not sent yet (timeout: 21) and saved to offline " \
            "storage" in err, err
+
+
+SENDING_BEFORE_EXIT = """
+    import time, agentops
+    from opentelemetry import trace
+    agentops.init(auto_start_session=False, max_wait_time=100)
+    tracer = trace.get_tracer("t")
+    for n in range(20):
+        with tracer.start_as_current_span(f"early-{{n}}"):
+            pass
+    time.sleep({pause})   # exported meanwhile: the batch is in flight when the exit begins
+    for n in range({late}):
+        with tracer.start_as_current_span(f"late-{{n}}"):
+            pass
+    print("END", time.time(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("late", [0, 2000])
+def test_a_batch_in_flight_when_the_exit_begins_is_stored_with_the_queue_behind_it(
+        tmp_path, late):
+    """The receiver never answers, and a batch was sent before the exit began (its deadline
+    is export_timeout's, later than the exit's): when the exit's time to send runs out, its
+    wait is cut short and it is stored, and so is everything queued behind it."""
+    with LocalBackend(faults=Faults(otlp_hang=True)) as backend:
+        env = storage_env(backend, tmp_path)
+        run = run_python(SENDING_BEFORE_EXIT.format(late=late, pause=1.0), env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.exit_seconds() < 2.0 + 0.5 + SLACK, run.stderr  # shutdown_timeout + 0.5 s
+    assert stored(env)["pending_spans"] == 20 + late, run.stderr
+    line = next(line for line in run.stderr.splitlines() if "spans not sent yet" in line)
+    assert f"{20 + late} of {20 + late} spans not sent yet (" in line, line
+    assert "timeout: 20" in line and "and saved to offline storage" in line, line
+    assert "not delivered" not in run.stderr, run.stderr
+
+
+def test_a_batch_waiting_to_retry_a_refused_receiver_is_stored_as_soon_as_the_exit_begins(
+        tmp_path):
+    """A batch sent before the exit met a refused connection and waits to retry: the exit
+    does not wait for its retry, it stores it at once (row 1's 0.5 s holds for it too).
+    After 8 s of failures its next retry is most likely seconds away (backoff 4-8 s within
+    a long export_timeout), and shutdown_timeout is long."""
+    with LocalBackend() as backend:
+        closed = f"http://127.0.0.1:{free_port()}/v1/traces"
+        env = storage_env(backend, tmp_path, AGENTOPS_EXPORTER_ENDPOINT=closed,
+                          AGENTOPS_SHUTDOWN_TIMEOUT="10", AGENTOPS_EXPORT_TIMEOUT="60")
+        run = run_python(SENDING_BEFORE_EXIT.format(late=0, pause=8.0), env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.exit_seconds() < 0.5 + SLACK, run.stderr
+    assert stored(env)["pending_spans"] == 20, run.stderr

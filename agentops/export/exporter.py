@@ -166,8 +166,7 @@ class InstrumentedSpanExporter(SpanExporter):
         payload = _encode(spans)
         if isinstance(payload, str):
             return [Result(v.INTERNAL_ERROR, len(spans), payload)]
-        storing_at_exit = self.store is not None and self._exiting
-        if storing_at_exit:
+        if self.store is not None and self._exiting:
             left = self._budget.remaining()
             if left is not None and left <= 0:
                 return self._store(payload, len(spans), v.SHUTDOWN,
@@ -179,11 +178,11 @@ class InstrumentedSpanExporter(SpanExporter):
                                    batch)
         self._stats.batch_progress(batch, v.TIMEOUT, f"no answer from {self.loop.where} "
                                    "before the exit budget ran out")
-        # At exit with offline storage, a receiver refusing connections is not waited for:
-        # the batch is stored at once. Other transient failures are retried while the
-        # exit's network share lasts.
-        outcome = self.loop.send(payload, until,
-                                 final=STORE_AT_ONCE if storing_at_exit else frozenset(),
+        # At exit with offline storage, a receiver refusing connections is not waited for,
+        # also by a batch already waiting to retry when the exit begins: the batch is
+        # stored at once. Other transient failures are retried while the exit's network
+        # share lasts.
+        outcome = self.loop.send(payload, until, final=self._stored_at_once,
                                  progress=lambda cause, detail: self._stats.batch_progress(
                                      batch, cause, detail))
         self.receiver.observe(outcome)
@@ -226,6 +225,9 @@ class InstrumentedSpanExporter(SpanExporter):
             self._loss_log.stored(cause, spans, detail, self.store.directory)
             return [Result(cause, spans, detail, stored=True)]
         return [Result(cause, spans, f"{detail}; offline storage refused it: {result.error}")]
+
+    def _stored_at_once(self) -> frozenset[str]:
+        return STORE_AT_ONCE if self.store is not None and self._exiting else frozenset()
 
     @property
     def _exiting(self) -> bool:

@@ -127,10 +127,14 @@ class ExitBudget:
         """``deadline`` (monotonic), shortened to the exit budget once the exit began."""
         return deadline if self.deadline is None else min(deadline, self.deadline)
 
-    def sleep(self, until: Callable[[], float]) -> None:
-        """Sleep until ``until()``, re-reading it when the exit begins."""
+    def sleep(self, until: Callable[[], float],
+              stop: Callable[[], bool] = lambda: False) -> None:
+        """Sleep until ``until()``, re-reading it when the exit begins; once it has begun,
+        not at all if ``stop()``."""
         while (remaining := until() - time.monotonic()) > 0:
             if self.begun.is_set():
+                if stop():
+                    return
                 time.sleep(remaining)
             else:
                 self.begun.wait(remaining)
@@ -197,22 +201,29 @@ class OTLPRequestLoop:
         self._budget = budget
         self._on_response = on_response or (lambda status, seconds: None)
         self.session = requests.Session()
-        transport.mount(self.session)
+        self._connections = transport.mount(self.session)
 
     def after_fork(self) -> None:
         """In a forked child: new connections (pooled sockets are shared with the parent)."""
-        transport.mount(self.session)
+        self._connections = transport.mount(self.session)
+
+    def cut_short(self) -> None:
+        """The exit's time to send ran out: end the attempts still waiting on the receiver
+        now (their own deadline may be later: it was set before the exit began). They end
+        as ``timeout``."""
+        self._connections.cut()
 
     def close(self) -> None:
         close_session(self.session)
 
     def send(self, payload: bytes, until: float, *, retry: bool = True,
-             final: frozenset[str] = frozenset(),
+             final: Callable[[], frozenset[str]] = frozenset,
              progress: Callable[[str, str], None] | None = None) -> Outcome:
         """POST ``payload`` until accepted, a definitive answer, or the deadline: ``until``
         (monotonic seconds) or the end of the exit budget, whichever comes first, re-read
         before every step. ``retry=False`` makes one attempt (and the one after a token
-        refresh); causes in ``final`` are not retried. ``progress(cause, detail)`` hears each
+        refresh); causes in ``final()`` are not retried, and a wait to retry one ends when
+        the exit begins and ``final()`` comes to name its cause. ``progress(cause, detail)`` hears each
         failed attempt (so a batch the exit abandons keeps the last real cause it met).
         Never raises for network faults."""
         def deadline() -> float:
@@ -242,16 +253,19 @@ class OTLPRequestLoop:
                 self._tracker.refresh(token, timeout=max(0.0, deadline() - time.monotonic()))
                 last = outcome
                 continue
-            if not retry or outcome.cause in final or not _retryable(outcome):
+            if not retry or outcome.cause in final() or not _retryable(outcome):
                 return outcome
             last = outcome
             failures += 1
-            stop = self._wait_before_retry(outcome, failures, deadline)
+            stop = self._wait_before_retry(outcome, failures, deadline, final)
             if stop is not None:
                 return self._out_of_time(last, attempts, started, until, stop or None)
+            if outcome.cause in final():  # the exit began during the wait
+                return self._out_of_time(last, attempts, started, until, "exit began")
 
     def _wait_before_retry(self, outcome: Outcome, failures: int,
-                           deadline: Callable[[], float]) -> str | None:
+                           deadline: Callable[[], float],
+                           final: Callable[[], frozenset[str]]) -> str | None:
         """Wait before the next attempt. None when the next attempt can start; otherwise why
         it cannot (empty when simply no time is left).
 
@@ -268,7 +282,8 @@ class OTLPRequestLoop:
                         f"{max(0.0, left):.1f} s left")
             delay = max(delay, outcome.retry_after)
         wait_until = time.monotonic() + delay
-        self._budget.sleep(lambda: min(wait_until, deadline()))
+        self._budget.sleep(lambda: min(wait_until, deadline()),
+                           stop=lambda: outcome.cause in final())
         return None
 
     def _out_of_time(self, last: Outcome | None, attempts: int, started: float,
@@ -295,6 +310,10 @@ class OTLPRequestLoop:
                                          timeout=left, allow_redirects=False, stream=True)
         except Exception as error:  # requests raises many types; each maps to a cause
             self._on_response(None, time.monotonic() - sent_at)
+            cut_at = self._connections.cut_at
+            if cut_at is not None and cut_at >= sent_at:
+                return Outcome(v.TIMEOUT, f"no answer from {self.where} before the exit's "
+                                          "time to send ran out")
             cause, detail = exception_cause(error, self.endpoint)
             if cause == v.BAD_RESPONSE:  # an answer that came but does not decode
                 cause = v.CONNECTION_ERROR
