@@ -20,7 +20,7 @@ from opentelemetry import trace as _otel_trace
 
 from agentops import lifecycle, semconv
 from agentops.client import Client, current
-from agentops.config import SETTINGS, Config, ConfigError, remember_refused
+from agentops.config import SETTINGS, Config, ConfigError, remember_refused, seconds_argument
 from agentops.enums import ERROR, SUCCESS, UNSET, TraceState
 from agentops.tracing import CurrentSession, EndState, TraceContext
 
@@ -273,15 +273,17 @@ def flush(timeout: float | None = None) -> bool:
     Waits at most ``timeout`` seconds (None: as long as each batch's ``export_timeout``
     allows). Returns True when every batch exported meanwhile was accepted, False when one
     failed (its cause is in ``diagnose_session()``), the time ran out, or the SDK was shut
-    down. Before ``init``: True, nothing to deliver."""
-    return lifecycle.flush(timeout)
+    down. Before ``init``: True, nothing to deliver. ``ConfigError`` for a timeout that is
+    not a number of seconds from 0 to 3600."""
+    return lifecycle.flush(seconds_argument("timeout", timeout))
 
 
 def shutdown(timeout: float | None = None) -> None:
     """End open session traces and deliver what is queued within ``timeout`` seconds
     (default ``shutdown_timeout``), as the exit would; spans still unsent then, and spans
-    finished afterwards, are counted as ``shutdown``. Later calls do nothing."""
-    lifecycle.shutdown(timeout)
+    finished afterwards, are counted as ``shutdown``. Later calls do nothing. ``ConfigError``
+    for a timeout that is not a number of seconds from 0 to 3600."""
+    lifecycle.shutdown(seconds_argument("timeout", timeout))
 
 
 def end_trace(trace_context: TraceContext | None = None,

@@ -26,6 +26,7 @@ from agentops import terminal
 from agentops.config import (
     DEFAULT_API_ENDPOINT,
     DEFAULT_EXPORTER_ENDPOINT,
+    MAX_SECONDS,
     SETTINGS,
     Config,
     ConfigError,
@@ -271,8 +272,9 @@ def _positive_seconds(text: str) -> float:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    if not 0 < seconds <= MAX_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_SECONDS:g}, got {text!r}")
     return seconds
 
 

@@ -141,6 +141,12 @@ def _seconds(name: str, value: Any) -> float:
     return number
 
 
+def seconds_argument(name: str, value: Any) -> float | None:
+    """A timeout given to a function (``flush``, ``shutdown``): None, or seconds checked as
+    a setting's are; ``ConfigError`` saying what is accepted otherwise."""
+    return None if value is None else _seconds(name, value)
+
+
 MAX_STORAGE_HOURS = 720.0
 """Longest an offline-stored batch may be kept: 30 days."""
 

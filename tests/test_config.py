@@ -193,3 +193,22 @@ def test_key_is_kept_in_the_canonical_uuid_form_the_api_expects():
 def test_storage_bounds_out_of_range_are_refused_saying_what_is_accepted(name, value):
     with pytest.raises(ConfigError, match=f"{name} must be a (whole )?number"):
         Config.resolve(**{name: value})
+
+
+@pytest.mark.parametrize("function", [agentops.flush, agentops.shutdown])
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), 1e10, -1, "soon", True])
+def test_flush_and_shutdown_refuse_a_timeout_that_is_not_seconds_saying_what_is_accepted(
+        function, timeout):
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds from 0 to 3600"):
+        function(timeout=timeout)
+
+
+def test_agentops_flush_refuses_a_timeout_beyond_an_hour_with_its_usage():
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "agentops", "flush", "--timeout", "1e10"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert "must be a number of seconds above 0 and at most 3600, got '1e10'" in run.stderr
+    assert "Traceback" not in run.stderr

@@ -122,11 +122,16 @@ def test_the_size_bound_drops_oldest_first_and_reports_spans_as_storage_full(tmp
     assert [s.claim().batch.payload[:1] for _ in range(2)] == [b"b", b"c"]
 
 
-def test_a_batch_larger_than_the_store_is_refused_as_storage_full(tmp_path):
+def test_a_batch_larger_than_the_store_is_refused_not_counted_as_dropped_from_it(tmp_path):
+    """Never stored, so not "removed from offline storage": its spans stay lost under the
+    cause that kept them from being delivered, with the store's refusal as the detail."""
     s = store(tmp_path, max_bytes=10)
+    assert s.put(b"x" * 5, 1).stored
     result = s.put(b"x" * 11, 4)
-    assert not result.stored and result.dropped == {"storage_full": 4}
-    assert "exceeds" in result.error
+    assert not result.stored and result.dropped == {}
+    assert result.error == "a batch of 11 bytes is larger than the whole store (10 bytes, " \
+                           "storage_max_mb)"
+    assert s.status(fresh=True)["pending_spans"] == 1  # nothing older removed for it
 
 
 def test_batches_older_than_the_age_bound_are_dropped_as_expired(tmp_path):

@@ -291,11 +291,11 @@ class OfflineStore:
     def put(self, payload: bytes, spans: int, *, timeout: float = BUSY_TIMEOUT) -> PutResult:
         """Store one encoded request of ``spans`` spans. Older batches (of any partition)
         are removed first to keep within the bounds; a payload larger than the whole
-        store is refused (``storage_full``)."""
+        store is refused (``error`` says so; the caller's spans stay under their cause)."""
         size = len(payload)
-        if size > self.max_bytes:
-            return PutResult(False, {v.STORAGE_FULL: spans},
-                             f"a batch of {size} bytes exceeds the store's {self.max_bytes} bytes")
+        if size > self.max_bytes:  # never stored, so not dropped from the store: refused
+            return PutResult(False, {}, f"a batch of {size} bytes is larger than the whole "
+                                        f"store ({self.max_bytes} bytes, storage_max_mb)")
         dropped: dict[str, int] = {}
         try:
             with self._transaction(timeout) as db:
