@@ -653,3 +653,41 @@ def test_a_batch_waiting_to_retry_a_refused_receiver_is_stored_as_soon_as_the_ex
     assert run.returncode == 0, run.stderr
     assert run.exit_seconds() < 0.5 + SLACK, run.stderr
     assert stored(env)["pending_spans"] == 20, run.stderr
+
+
+def test_spans_this_process_stored_then_sent_itself_are_told_as_delivered(tmp_path):
+    """The receiver fails (stored), recovers, and this same process sends what it stored:
+    the exit line must not send the user to a later run for spans already delivered."""
+    with LocalBackend(faults=Faults(otlp_status=503)) as backend:
+        env = storage_env(backend, tmp_path, AGENTOPS_EXPORT_TIMEOUT="1")
+        program = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+            import json, sys, time, agentops
+            from opentelemetry import trace
+            agentops.init(auto_start_session=False, wait_for_auth=True)
+            tracer = trace.get_tracer("t")
+            for n in range(30):
+                tracer.start_span(f"first-{n}").end()
+            agentops.flush(10)
+            print("STORED", agentops.diagnose_session()["export_stats"]["spans_stored"],
+                  flush=True)
+            sys.stdin.readline()   # the receiver is fixed meanwhile
+            tracer.start_span("second").end()
+            agentops.flush(10)
+            deadline = time.monotonic() + 10
+            while (agentops.diagnose_session()["export_stats"]["spans_replayed"] < 30
+                   and time.monotonic() < deadline):
+                time.sleep(0.05)
+            print("STATS", json.dumps(agentops.diagnose_session()["export_stats"]), flush=True)
+        """)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        assert program.stdout.readline().split() == ["STORED", "30"]
+        backend.faults = Faults()
+        out, err = program.communicate("go\n", timeout=60)
+        assert program.returncode == 0, err
+        assert backend.wait_for_spans(31, timeout=5)
+        assert sorted(names(backend)) == sorted([f"first-{n}" for n in range(30)] + ["second"])
+    stats = json.loads(out.split("STATS ", 1)[1])
+    assert stats["spans_replayed"] == 30 and stats["spans_stored"] == 0, stats
+    assert stats["spans_exported"] == 31, stats
+    assert "saved to offline storage" not in err, err
+    assert stored(env)["pending_spans"] == 0

@@ -95,9 +95,11 @@ class InstrumentedSpanExporter(SpanExporter):
             from agentops.export.replay import Replayer  # with the store: not at import
 
             self.replayer = Replayer(store, self.loop, budget, timeout,
-                                     on_replayed=stats.stored_spans_replayed,
+                                     on_replayed=self._replayed,
                                      on_dropped=stats.stored_spans_dropped)
         self._stored_since_replay = False
+        self._stored_here: dict[int, tuple[str, int]] = {}
+        """Batches this process stored and has not seen sent: id -> (cause, spans)."""
         self._in_flight: dict[int, tuple[Batch, Sequence[ReadableSpan]]] = {}
         self._fate = threading.Lock()
         """Held while a batch in flight is stored or counted, by its export or by
@@ -222,6 +224,8 @@ class InstrumentedSpanExporter(SpanExporter):
             self._stats.stored_spans_dropped(result.dropped)
         if result.stored:
             self._stored_since_replay = True
+            if result.batch_id is not None:
+                self._stored_here[result.batch_id] = (cause, spans)
             self._loss_log.stored(cause, spans, detail, self.store.directory)
             return [Result(cause, spans, detail, stored=True)]
         return [Result(cause, spans, f"{detail}; offline storage refused it: {result.error}")]
@@ -256,10 +260,18 @@ class InstrumentedSpanExporter(SpanExporter):
             return f"authentication still pending after {self._tracker.auth_timeout:g}s"
         return f"no token: authentication failed ({auth.reason})"
 
+    def _replayed(self, batch_id: int, spans: int) -> None:
+        """A stored batch was delivered; when this process stored it, its spans count as
+        delivered from now on, not stored (the exit line must not send the user to a
+        later run for them)."""
+        here = self._stored_here.pop(batch_id, None)
+        self._stats.stored_spans_replayed(spans, here[0] if here is not None else None)
+
     def after_fork(self) -> None:
-        """In a forked child: the parent's batches in flight are the parent's; pooled
-        sockets are shared with the parent, new adapters open new ones."""
+        """In a forked child: the parent's batches in flight, and those it stored, are the
+        parent's; pooled sockets are shared with the parent, new adapters open new ones."""
         self._in_flight = {}
+        self._stored_here = {}
         self._fate = threading.Lock()
         self.loop.after_fork()
         if self.replayer is not None:

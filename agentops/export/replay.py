@@ -55,13 +55,13 @@ class Replayer:
     A run stops when the exit begins (``budget.begun``)."""
 
     def __init__(self, store: OfflineStore, loop: OTLPRequestLoop, budget: ExitBudget,
-                 timeout: float, *, on_replayed: Callable[[int], None] | None = None,
+                 timeout: float, *, on_replayed: Callable[[int, int], None] | None = None,
                  on_dropped: Callable[[dict[str, int]], None] | None = None) -> None:
         self.store = store
         self._loop = loop
         self._budget = budget
         self._timeout = timeout
-        self._on_replayed = on_replayed or (lambda spans: None)
+        self._on_replayed = on_replayed or (lambda batch_id, spans: None)
         self._on_dropped = on_dropped or (lambda dropped: None)
         self._running = False
         self._lock = threading.Lock()
@@ -113,7 +113,7 @@ class Replayer:
                 rejected = min(outcome.rejected_spans, batch.spans)
                 result.batches += 1
                 result.spans += batch.spans - rejected
-                self._on_replayed(batch.spans - rejected)
+                self._on_replayed(batch.id, batch.spans - rejected)
                 self._dropped(result, {v.REJECTED_BY_RECEIVER: rejected})
             elif outcome.cause in RETRIED_CAUSES:
                 self.store.release(batch)

@@ -155,9 +155,15 @@ class ExportStats:
             self.http_latency_max = max(self.http_latency_max, latency)
             self.last_http_status = status
 
-    def stored_spans_replayed(self, spans: int) -> None:
+    def stored_spans_replayed(self, spans: int, stored_here_as: str | None = None) -> None:
+        """``spans`` of a stored batch were delivered. ``stored_here_as``: the cause this
+        process stored them under; they are then delivered, no longer stored."""
         with self._lock:
             self.spans_replayed += spans
+            if stored_here_as is not None and not self.closed:
+                moved = min(spans, self.spans_stored_by_cause[stored_here_as])
+                self.spans_stored_by_cause[stored_here_as] -= moved
+                self.spans_exported += moved
             if spans:
                 self.last_success_at = time.time()
 

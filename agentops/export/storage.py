@@ -131,6 +131,8 @@ class PutResult:
     """Spans removed to respect the bounds (or found corrupt), by cause."""
     error: str | None = None
     """Why the batch could not be stored, when it was not."""
+    batch_id: int | None = None
+    """The stored batch's id (``StoredBatch.id`` once claimed)."""
 
 
 @dataclass
@@ -312,17 +314,17 @@ class OfflineStore:
                     db.execute("DELETE FROM leases WHERE batch_id = ?", (oldest[0],))
                     add_spans(dropped, v.STORAGE_FULL, oldest[1])
                     used -= oldest[2]
-                db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
+                batch_id = db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
                            "size, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (self.fingerprint, self.endpoint, now, spans, size,
-                            hashlib.sha256(payload).hexdigest(), sqlite3.Binary(payload)))
+                            hashlib.sha256(payload).hexdigest(), sqlite3.Binary(payload))).lastrowid
         except Exception as error:  # a full disk or a locked store must not break the export
             self.write_error = _describe(error)
             self._changed()
             return PutResult(False, {}, self.write_error)
         self.write_error = None
         self._changed()
-        return PutResult(True, dropped)
+        return PutResult(True, dropped, batch_id=batch_id)
 
     def claim(self, *, timeout: float = BUSY_TIMEOUT) -> ClaimResult:
         """Lease the oldest batch of this partition that no live lease holds. The lease is
