@@ -352,3 +352,35 @@ def test_processes_storing_into_a_new_store_at_the_same_moment_all_succeed(tmp_p
                          capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == []
+
+
+def test_a_stored_request_splits_into_two_halves_keeping_resources_and_scopes():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from agentops.export.replay import split_request
+
+    request = ExportTraceServiceRequest()
+    for service, scopes in (("a", ("x", "y")), ("b", ("z",))):
+        resource_spans = request.resource_spans.add()
+        resource_spans.resource.attributes.add(key="service.name").value.string_value = service
+        for scope in scopes:
+            scope_spans = resource_spans.scope_spans.add()
+            scope_spans.scope.name = scope
+            for n in range(2):
+                scope_spans.spans.add(name=f"{service}-{scope}-{n}")
+    halves = split_request(request.SerializeToString())
+    assert [spans for _, spans in halves] == [3, 3]
+    seen = []
+    for payload, _ in halves:
+        for resource_spans in ExportTraceServiceRequest.FromString(payload).resource_spans:
+            service = resource_spans.resource.attributes[0].value.string_value
+            for scope_spans in resource_spans.scope_spans:
+                seen += [(service, scope_spans.scope.name, span.name)
+                         for span in scope_spans.spans]
+    assert seen == [(name[0], name[2], name) for name in
+                    ("a-x-0", "a-x-1", "a-y-0", "a-y-1", "b-z-0", "b-z-1")]
+    single = ExportTraceServiceRequest()
+    single.resource_spans.add().scope_spans.add().spans.add(name="alone")
+    assert split_request(single.SerializeToString()) is None

@@ -691,3 +691,18 @@ def test_spans_this_process_stored_then_sent_itself_are_told_as_delivered(tmp_pa
     assert stats["spans_exported"] == 31, stats
     assert "saved to offline storage" not in err, err
     assert stored(env)["pending_spans"] == 0
+
+
+def test_a_stored_batch_too_large_for_the_receiver_is_split_and_sent_whole(down_then_up):
+    """413 at replay: the stored batch is split in the store, as a live batch is, down to
+    what the receiver takes; every span arrives once, none is dropped as too_large."""
+    env, up = down_then_up
+    assert run_python(spans_then_exit("big", 51), env=env).returncode == 0
+    assert stored(env)["pending_batches"] == 1
+    backend = up()
+    backend.faults = Faults(otlp_max_bytes=1500)
+    flush = flush_now(env)
+    assert flush.returncode == 0, flush.stdout + flush.stderr
+    assert "removed without delivery" not in flush.stdout, flush.stdout
+    assert sorted(names(backend)) == sorted(f"big-{n}" for n in range(51))
+    assert stored(env)["pending_batches"] == 0

@@ -7,7 +7,8 @@ same token, deadline and retry policy, oldest first, one at a time, each deleted
 receiver accepted it. A transient failure, or the receiver refusing the token (401/403),
 hands the batch back to the store and stops the replay (the next attempt starts from it); a
 definitive one (the receiver will never accept this batch) removes it and counts its spans
-under that cause.
+under that cause. A batch the receiver finds too large (413) is split in two in the store,
+as a live batch would be, down to single spans; a single span refused so is ``too_large``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentops import vocabulary as v
 from agentops.export.request import ExitBudget, OTLPRequestLoop
-from agentops.export.storage import CORRUPT, OfflineStore, add_spans
+from agentops.export.storage import CORRUPT, OfflineStore, StoredBatch, add_spans
 
 if TYPE_CHECKING:
     from agentops.config import Config
@@ -115,6 +118,8 @@ class Replayer:
                 result.spans += batch.spans - rejected
                 self._on_replayed(batch.id, batch.spans - rejected)
                 self._dropped(result, {v.REJECTED_BY_RECEIVER: rejected})
+            elif outcome.http_status == 413 and batch.spans > 1 and self._split(batch):
+                continue
             elif outcome.cause in RETRIED_CAUSES:
                 self.store.release(batch)
                 result.stopped_by = (outcome.cause or v.INTERNAL_ERROR, outcome.detail)
@@ -129,6 +134,14 @@ class Replayer:
             logger.info("Sent %d spans from offline storage (%s)", result.spans,
                         self.store.directory)
         return result
+
+    def _split(self, batch: StoredBatch) -> bool:
+        """Replace ``batch`` in the store by its two halves; False if it cannot be split."""
+        try:
+            halves = split_request(batch.payload)
+        except Exception:  # a payload the protobuf parser refuses: not splittable
+            return False
+        return halves is not None and self.store.replace(batch, halves)
 
     def _dropped(self, result: ReplayResult, dropped: dict[str, int]) -> None:
         dropped = {cause: n for cause, n in dropped.items() if n}
@@ -177,6 +190,40 @@ class FlushReport:
 
 def _batches(count: int) -> str:
     return f"{count} batch" if count == 1 else f"{count} batches"
+
+
+def split_request(payload: bytes) -> list[tuple[bytes, int]] | None:
+    """An encoded ``ExportTraceServiceRequest`` as two requests of half its spans each, with
+    their resource and scope: ``[(payload, spans), (payload, spans)]``; None for fewer than
+    two spans. Raises ``google.protobuf.message.DecodeError`` for a payload that does not
+    decode."""
+    request = ExportTraceServiceRequest.FromString(payload)
+    located = [(r, s, span) for r, resource_spans in enumerate(request.resource_spans)
+               for s, scope_spans in enumerate(resource_spans.scope_spans)
+               for span in scope_spans.spans]
+    if len(located) < 2:
+        return None
+    half = len(located) // 2
+    return [(_subset(request, part).SerializeToString(), len(part))
+            for part in (located[:half], located[half:])]
+
+
+def _subset(request: ExportTraceServiceRequest,
+            located: list[tuple[int, int, Any]]) -> ExportTraceServiceRequest:
+    subset = ExportTraceServiceRequest()
+    resources: dict[int, Any] = {}
+    scopes: dict[tuple[int, int], Any] = {}
+    for r, s, span in located:
+        if r not in resources:
+            source = request.resource_spans[r]
+            resources[r] = subset.resource_spans.add(resource=source.resource,
+                                                     schema_url=source.schema_url)
+        if (r, s) not in scopes:
+            source = request.resource_spans[r].scope_spans[s]
+            scopes[r, s] = resources[r].scope_spans.add(scope=source.scope,
+                                                       schema_url=source.schema_url)
+        scopes[r, s].spans.append(span)
+    return subset
 
 
 def flush_stored(config: Config, timeout: float) -> FlushReport:

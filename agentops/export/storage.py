@@ -314,10 +314,7 @@ class OfflineStore:
                     db.execute("DELETE FROM leases WHERE batch_id = ?", (oldest[0],))
                     add_spans(dropped, v.STORAGE_FULL, oldest[1])
                     used -= oldest[2]
-                batch_id = db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
-                           "size, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                           (self.fingerprint, self.endpoint, now, spans, size,
-                            hashlib.sha256(payload).hexdigest(), sqlite3.Binary(payload))).lastrowid
+                batch_id = self._insert(db, payload, spans, now)
         except Exception as error:  # a full disk or a locked store must not break the export
             self.write_error = _describe(error)
             self._changed()
@@ -325,6 +322,14 @@ class OfflineStore:
         self.write_error = None
         self._changed()
         return PutResult(True, dropped, batch_id=batch_id)
+
+    def _insert(self, db: sqlite3.Connection, payload: bytes, spans: int,
+                stored_at: float) -> int | None:
+        return db.execute("INSERT INTO batches (key_fingerprint, endpoint, stored_at, spans, "
+                          "size, sha256, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (self.fingerprint, self.endpoint, stored_at, spans, len(payload),
+                           hashlib.sha256(payload).hexdigest(),
+                           sqlite3.Binary(payload))).lastrowid
 
     def claim(self, *, timeout: float = BUSY_TIMEOUT) -> ClaimResult:
         """Lease the oldest batch of this partition that no live lease holds. The lease is
@@ -344,7 +349,8 @@ class OfflineStore:
                         "SELECT id, spans, stored_at, sha256 FROM batches "
                         "WHERE key_fingerprint = ? AND endpoint = ? AND id NOT IN "
                         "(SELECT batch_id FROM leases WHERE lease_until >= ?) "
-                        "ORDER BY id LIMIT 1", (self.fingerprint, self.endpoint, now)).fetchone()
+                        "ORDER BY stored_at, id LIMIT 1",
+                        (self.fingerprint, self.endpoint, now)).fetchone()
                     if row is None:
                         return ClaimResult(None, dropped)
                     batch_id, spans, stored_at, digest = row
@@ -396,6 +402,27 @@ class OfflineStore:
             return False
         self._changed()
         return done == 1
+
+    def replace(self, batch: StoredBatch, parts: list[tuple[bytes, int]], *,
+                timeout: float = BUSY_TIMEOUT) -> bool:
+        """Replace a leased batch by ``parts`` (``(payload, spans)``, e.g. its halves), in
+        one transaction, keeping its place in the order; False if the lease was lost."""
+        try:
+            with self._transaction(timeout, create=False) as db:
+                if db is None:
+                    return False
+                row = db.execute("SELECT stored_at FROM batches WHERE id = ?",
+                                 (batch.id,)).fetchone()
+                if row is None or not self._remove_leased(db, batch.id, batch.lease_owner):
+                    return False
+                for payload, spans in parts:
+                    self._insert(db, payload, spans, stored_at=row[0])
+        except Exception as error:
+            logger.warning("Offline storage: could not split a stored batch: %s",
+                           _describe(error))
+            return False
+        self._changed()
+        return True
 
     def release(self, batch: StoredBatch, *, timeout: float = BUSY_TIMEOUT) -> None:
         """Hand a batch back for a later attempt (its send failed for a transient cause)."""
