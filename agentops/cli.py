@@ -32,6 +32,7 @@ from agentops.config import (
     ConfigError,
 )
 from agentops.diagnostics import CA_VARIABLES, PROXY_VARIABLES
+from agentops.diagnostics.findings import plural
 from agentops.helpers.debug_session import (
     print_connectivity_test_results,
     test_session_connectivity,
@@ -197,7 +198,8 @@ def _storage_lines(facts: Mapping[str, Any]) -> list[str]:
                      "delivered would be lost; point storage_directory "
                      "(AGENTOPS_STORAGE_DIRECTORY) at a writable directory")
     elif facts.get("pending_batches"):
-        lines.append(f"  {facts['pending_spans']} spans ({facts['pending_batches']} batches, "
+        lines.append(f"  {plural(facts['pending_spans'], 'span')} "
+                     f"({plural(facts['pending_batches'], 'batch', 'batches')}, "
                      f"{facts['bytes']} bytes) waiting since {facts['oldest_at']}: "
                      "`agentops flush` sends them now")
     else:
@@ -366,8 +368,9 @@ def _flush(args: argparse.Namespace) -> int:
 
         left = storage_status(config, Client.open_store(config), fresh=True)
         terminal.write_text(sys.stderr, redact(
-            f"agentops flush: interrupted; {left['pending_spans']} spans "
-            f"({left['pending_batches']} batches) still stored in {left['directory']}") + "\n")
+            f"agentops flush: interrupted; {plural(left['pending_spans'], 'span')} "
+            f"({plural(left['pending_batches'], 'batch', 'batches')}) still stored in "
+            f"{left['directory']}") + "\n")
         return EXIT_INTERRUPTED
     terminal.write_text(sys.stdout, redact("\n".join(report.lines())) + "\n")
     return EXIT_PASSED if report.ok else EXIT_FAILED

@@ -706,3 +706,21 @@ def test_a_stored_batch_too_large_for_the_receiver_is_split_and_sent_whole(down_
     assert "removed without delivery" not in flush.stdout, flush.stdout
     assert sorted(names(backend)) == sorted(f"big-{n}" for n in range(51))
     assert stored(env)["pending_batches"] == 0
+
+
+def test_agentops_flush_with_a_storage_directory_that_is_a_file_says_so_and_exits_1(tmp_path):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("x")
+    with LocalBackend() as backend:
+        flush = flush_now(storage_env(backend, not_a_directory))
+    assert flush.returncode == 1, flush.stdout + flush.stderr
+    assert f"Offline storage: in {not_a_directory} cannot be used: {not_a_directory} is not " \
+           "a directory" in flush.stdout, flush.stdout
+
+
+def test_doctor_counts_one_stored_batch_in_the_singular(down_then_up):
+    env, _ = down_then_up
+    assert run_python(spans_then_exit("one", 1), env=env).returncode == 0
+    doctor = subprocess.run([sys.executable, "-m", "agentops", "doctor"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert "  1 span (1 batch, " in doctor.stdout, doctor.stdout

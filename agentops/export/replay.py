@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from agentops import vocabulary as v
+from agentops.diagnostics.findings import plural
 from agentops.export.request import ExitBudget, OTLPRequestLoop
 from agentops.export.storage import CORRUPT, OfflineStore, StoredBatch, add_spans
 
@@ -172,7 +173,7 @@ class FlushReport:
         if not (self.sent_batches or self.left_batches or self.dropped or self.cause):
             return [f"Offline storage in {self.directory}: nothing stored for this API key "
                     "and exporter endpoint"]
-        lines = [f"Offline storage in {self.directory}: sent {self.sent_spans} spans "
+        lines = [f"Offline storage in {self.directory}: sent {plural(self.sent_spans, 'span')} "
                  f"({_batches(self.sent_batches)})"]
         for cause, spans in sorted(self.dropped.items()):
             lines.append(f"  {spans} spans removed without delivery ({cause})")
@@ -181,7 +182,7 @@ class FlushReport:
             why = (f"{self.cause}: {self.detail}" if self.cause else
                    "another process is sending them (if it ended first, they can be sent "
                    "again once its lease runs out)")
-            lines.append(f"  {self.left_spans} spans ({_batches(self.left_batches)}) still "
+            lines.append(f"  {plural(self.left_spans, 'span')} ({_batches(self.left_batches)}) still "
                          f"stored: {why}")
         elif self.cause:
             lines.append(f"  {self.cause}: {self.detail}")
@@ -189,7 +190,7 @@ class FlushReport:
 
 
 def _batches(count: int) -> str:
-    return f"{count} batch" if count == 1 else f"{count} batches"
+    return plural(count, "batch", "batches")
 
 
 def split_request(payload: bytes) -> list[tuple[bytes, int]] | None:
@@ -241,6 +242,9 @@ def flush_stored(config: Config, timeout: float) -> FlushReport:
                else "needs an API key: set AGENTOPS_API_KEY or pass --api-key")
         return FlushReport(ok=not config.offline_storage, directory=None, detail=why)
     before = store.status(fresh=True)
+    if "write_error" in before:  # nothing could be removed once sent: it would go again
+        return FlushReport(ok=False, directory=None,
+                           detail=f"in {store.directory} cannot be used: {before['write_error']}")
     if "error" in before:
         aside = store.repair()
         if aside is None:
