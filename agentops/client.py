@@ -231,12 +231,17 @@ class Client:
         long it has been pending), the receiver check, and whether the sampler records this
         trace."""
         auth = self.tracker.snapshot()
+        receiver = self.receiver.snapshot()
         waited = None
-        if auth.state == v.PENDING:
-            since = seconds_since(auth.since, time.time())
-            waited = None if since is None else max(0.0, since)
+        # How long the unanswered step has waited, not the longest it could have.
+        pending_since = (auth.since if auth.state == v.PENDING
+                         else receiver["checking_since"] if auth.state == v.AUTHENTICATED
+                         else None)
+        since = seconds_since(pending_since, time.time())
+        if since is not None:
+            waited = max(0.0, since)
         recording = sampling.describe(self.provider, [trace_context.span])
-        return url_line(trace_context.url, trace_context.name, auth, self.receiver.snapshot(),
+        return url_line(trace_context.url, trace_context.name, auth, receiver,
                         self.config.auth_timeout,
                         unicode=log.can_show(EMOJI), colour=log.wants_colour(),
                         waited=waited, program_ended=program_ended,

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from agentops.testing import Faults
-from tests.conftest import clean_env, free_port, run_python
+from tests.conftest import SLACK, clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for, url_lines
 
 GREEN = "\U0001f7e2"
@@ -248,6 +248,22 @@ def test_a_program_ending_while_authentication_runs_says_how_long_it_actually_wa
     assert "5s" not in run.stderr and "after 5" not in run.stderr
     # the program ended before auth_timeout: no "Authentication timeout" claim
     assert "Authentication timeout" not in run.stderr
+
+
+def test_a_program_ending_while_the_receiver_check_runs_says_how_long_it_actually_waited(
+        local_backend):
+    local_backend.faults = Faults(otlp_hang=True)
+    code = ("import time, agentops; agentops.init(shutdown_timeout=0.3, wait_for_auth=True); "
+            "time.sleep(1.2)")
+    run = run_python(code, env=env_for(local_backend, AGENTOPS_AUTH_TIMEOUT="30"))
+    assert run.returncode == 0, run.stderr
+    [line] = url_lines(run.stderr)
+    found = re.search(r"the receiver has not answered after (\d+\.\d) s \(the program ended\)",
+                      line)
+    assert found, line
+    # 1.2 s of program, at most the 0.3 s exit budget and a 0.1 s grace (plus start-up)
+    assert 1.0 <= float(found.group(1)) <= 1.2 + 0.4 + SLACK, line
+    assert "after 30" not in run.stderr
 
 
 def test_one_receiver_failure_is_one_warning_when_it_happens_and_one_exit_line(local_backend):

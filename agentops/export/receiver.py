@@ -44,6 +44,8 @@ class ReceiverStatus:
         self.http_status: int | None = None
         self.detail: str | None = None
         self.checked_at: float | None = None
+        self.checking_since: float | None = None
+        """When the receiver check started (``time.time()``), while it has no answer."""
         self.latency_ms: float | None = None
         self.accepted_once = False
         """The receiver took at least one request from this process."""
@@ -52,6 +54,7 @@ class ReceiverStatus:
         """The receiver check: one empty request, no retry, within ``deadline``."""
         with self._cond:
             self.state = v.CHECKING
+            self.checking_since = time.time()
         started = time.monotonic()
         outcome = loop.send(b"", deadline, retry=False)
         self.observe(outcome, latency=time.monotonic() - started)
@@ -89,4 +92,6 @@ class ReceiverStatus:
         with self._cond:
             return {"state": self.state, "cause": self.cause, "http_status": self.http_status,
                     "detail": self.detail, "checked_at": iso(self.checked_at),
-                    "latency_ms": self.latency_ms}
+                    "latency_ms": self.latency_ms,
+                    "checking_since": iso(self.checking_since)
+                    if self.state == v.CHECKING else None}
