@@ -128,17 +128,23 @@ MAX_SECONDS = 3600.0
 """Longest timeout accepted: waits beyond what threads can wait must be refused here."""
 
 
-def _seconds(name: str, value: Any) -> float:
-    expected = f"{name} must be a number of seconds from 0 to {MAX_SECONDS:g}, got {value!r}"
+def _number(value: Any, expected: str, within: Callable[[float], bool]) -> float:
+    """``value`` as a float for which ``within`` holds; ``ConfigError(expected)`` otherwise
+    (also for a bool, text that is not a number, and nan, which fails every comparison)."""
     if isinstance(value, bool):
         raise ConfigError(expected)
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(expected) from None
-    if not 0 <= number <= MAX_SECONDS:  # also refuses nan
+    if not within(number):
         raise ConfigError(expected)
     return number
+
+
+def _seconds(name: str, value: Any) -> float:
+    return _number(value, f"{name} must be a number of seconds from 0 to {MAX_SECONDS:g}, "
+                          f"got {value!r}", lambda n: 0 <= n <= MAX_SECONDS)
 
 
 def seconds_argument(name: str, value: Any) -> float | None:
@@ -152,17 +158,9 @@ MAX_STORAGE_HOURS = 720.0
 
 
 def _hours(name: str, value: Any) -> float:
-    expected = (f"{name} must be a number of hours above 0 and at most "
-                f"{MAX_STORAGE_HOURS:g}, got {value!r}")
-    if isinstance(value, bool):
-        raise ConfigError(expected)
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(expected) from None
-    if not 0 < number <= MAX_STORAGE_HOURS:  # also refuses nan
-        raise ConfigError(expected)
-    return number
+    return _number(value, f"{name} must be a number of hours above 0 and at most "
+                          f"{MAX_STORAGE_HOURS:g}, got {value!r}",
+                   lambda n: 0 < n <= MAX_STORAGE_HOURS)
 
 
 def _count(maximum: int) -> Callable[[str, Any], int]:

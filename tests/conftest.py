@@ -123,3 +123,30 @@ def _no_client_leaks_between_tests():
     client = agentops.client.replace_current(None)
     if client is not None:
         client.shutdown(timeout=0.5)
+
+
+class Program:
+    """A program started in the background, which prints READY when it is where the test
+    wants to act on it."""
+
+    def __init__(self, code: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, env=env)
+
+    def wait_for(self, marker: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith(marker):
+                return line
+        self.proc.kill()
+        raise AssertionError(f"{marker} never printed: {self.proc.stderr.read()}")
+
+    def signal_and_wait(self, signum: int, timeout: float = 30) -> tuple[float, str, str]:
+        sent = time.monotonic()
+        self.proc.send_signal(signum)
+        out, err = self.proc.communicate(timeout=timeout)
+        return time.monotonic() - sent, out, err

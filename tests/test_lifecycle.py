@@ -17,7 +17,7 @@ import time
 import pytest
 
 from agentops.testing import Faults
-from tests.conftest import SLACK, STARTUP, clean_env, free_port, run_python
+from tests.conftest import SLACK, STARTUP, Program, clean_env, free_port, run_python
 from tests.test_sdk_e2e import env_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
@@ -25,33 +25,6 @@ pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals a
 SHUTDOWN_TIMEOUT = 2.0
 MARGIN = 0.5
 """The issue's bound: every exit within shutdown_timeout + 0.5 s."""
-
-
-class Program:
-    """A program started in the background, which prints READY when it is where the test
-    wants to act on it."""
-
-    def __init__(self, code: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
-
-    def wait_for(self, marker: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
-            if line.startswith(marker):
-                return line
-        self.proc.kill()
-        raise AssertionError(f"{marker} never printed: {self.proc.stderr.read()}")
-
-    def signal_and_wait(self, signum: int, timeout: float = 30) -> tuple[float, str, str]:
-        sent = time.monotonic()
-        self.proc.send_signal(signum)
-        out, err = self.proc.communicate(timeout=timeout)
-        return time.monotonic() - sent, out, err
 
 
 def test_sigterm_half_a_second_after_20_spans_delivers_them_and_ends_as_killed(local_backend):
@@ -419,16 +392,20 @@ def test_background_threads_import_nothing_after_init(local_backend):
     assert "LATE True []" in run.stdout, run.stdout
 
 
+WAITING_AT_EXIT = """
+    import agentops
+    from opentelemetry import trace
+    agentops.init(max_wait_time=60_000, wait_for_auth=True)
+    for i in range(20):
+        trace.get_tracer("app").start_span(f"work-{i}").end()
+    print("READY", flush=True)   # the program ends; the exit waits on the receiver
+"""
+"""20 spans and a session span that the exit sends (to a receiver made to hang)."""
+
+
 def test_ctrl_c_during_the_exit_wait_counts_every_span_and_prints_the_exit_line(local_backend):
     local_backend.faults = Faults(otlp_hang=True)
-    program = Program("""
-        import time, agentops
-        from opentelemetry import trace
-        agentops.init(max_wait_time=60_000, wait_for_auth=True)
-        for i in range(20):
-            trace.get_tracer("app").start_span(f"work-{i}").end()
-        print("READY", flush=True)   # the program ends; the exit waits on the receiver
-    """, env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="10"))
+    program = Program(WAITING_AT_EXIT, env_for(local_backend, AGENTOPS_SHUTDOWN_TIMEOUT="10"))
     program.wait_for("READY")
     time.sleep(0.5)
     seconds, _, stderr = program.signal_and_wait(signal.SIGINT)

@@ -18,7 +18,8 @@ import pytest
 
 from agentops.export.storage import OfflineStore
 from agentops.testing import Faults, LocalBackend
-from tests.conftest import SLACK, clean_env, free_port, run_python
+from tests.conftest import SLACK, Program, clean_env, free_port, run_python
+from tests.test_lifecycle import WAITING_AT_EXIT
 from tests.test_sdk_e2e import env_for
 
 SPANS = 20
@@ -215,7 +216,7 @@ def test_sigterm_with_the_receiver_down_stores_the_spans_and_ends_as_killed(tmp_
     with LocalBackend() as backend:
         closed = f"http://127.0.0.1:{free_port()}/v1/traces"
         env = storage_env(backend, tmp_path, AGENTOPS_EXPORTER_ENDPOINT=closed)
-        program = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        program = Program("""
             import time, agentops
             from opentelemetry import trace
             agentops.init(auto_start_session=False, max_wait_time=60_000)
@@ -225,14 +226,11 @@ def test_sigterm_with_the_receiver_down_stores_the_spans_and_ends_as_killed(tmp_
                     pass
             print("READY", flush=True)
             time.sleep(60)
-        """)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert program.stdout.readline().startswith("READY")
+        """, env)
+        program.wait_for("READY")
         time.sleep(0.5)
-        sent = time.monotonic()
-        program.send_signal(signal.SIGTERM)
-        _, err = program.communicate(timeout=30)
-        seconds = time.monotonic() - sent
-    assert program.returncode == -signal.SIGTERM
+        seconds, _, err = program.signal_and_wait(signal.SIGTERM)
+    assert program.proc.returncode == -signal.SIGTERM
     assert seconds < 2.0 + 0.5 + SLACK, err  # shutdown_timeout + the issue's 0.5 s + margin
     assert stored(env)["pending_spans"] == 20
     assert "SIGTERM: 20 of 20 spans not sent yet" in err
@@ -584,20 +582,10 @@ def test_ctrl_c_during_the_exit_wait_stores_every_span_and_prints_the_exit_line(
     storage reserve, instead of counted lost."""
     with LocalBackend(faults=Faults(otlp_hang=True)) as backend:
         env = storage_env(backend, tmp_path, AGENTOPS_SHUTDOWN_TIMEOUT="10")
-        program = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-            import agentops
-            from opentelemetry import trace
-            agentops.init(max_wait_time=60_000, wait_for_auth=True)
-            for n in range(20):
-                trace.get_tracer("t").start_span(f"span-{n}").end()
-            print("READY", flush=True)   # the program ends; the exit waits on the receiver
-        """)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert program.stdout.readline().startswith("READY")
+        program = Program(WAITING_AT_EXIT, env)
+        program.wait_for("READY")
         time.sleep(0.5)
-        sent = time.monotonic()
-        program.send_signal(signal.SIGINT)
-        _, err = program.communicate(timeout=30)
-        seconds = time.monotonic() - sent
+        seconds, _, err = program.signal_and_wait(signal.SIGINT)
     assert seconds < 0.5 + SLACK, err  # the storage reserve (0.3 s) and the margin
     assert "Traceback" not in err, err
     assert stored(env)["pending_spans"] == 21, err
