@@ -384,3 +384,49 @@ def test_a_stored_request_splits_into_two_halves_keeping_resources_and_scopes():
     single = ExportTraceServiceRequest()
     single.resource_spans.add().scope_spans.add().spans.add(name="alone")
     assert split_request(single.SerializeToString()) is None
+
+
+_FORK_WHILE_STORING = """
+import os, signal, sys, threading, time
+from agentops.export.storage import OfflineStore
+
+store = OfflineStore(sys.argv[1], api_key="11111111-2222-3333-4444-555555555555",
+                     endpoint="http://127.0.0.1:4318/v1/traces")
+stop = threading.Event()
+
+def churn():   # the exporter and a diagnosis, always inside the store
+    while not stop.is_set():
+        store.put(b"x" * 3000, 1)
+        claim = store.claim()
+        if claim.batch is not None:
+            store.delete(claim.batch)
+        store.status(fresh=True)
+
+for _ in range(2):
+    threading.Thread(target=churn, daemon=True).start()
+hung = failed = 0
+for _ in range(int(sys.argv[2])):
+    pid = os.fork()
+    if pid == 0:   # a Pool worker storing at exit
+        os._exit(0 if store.put(b"child", 1, timeout=0.5).stored else 1)
+    deadline = time.monotonic() + 5
+    while not os.waitpid(pid, os.WNOHANG)[0] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    if time.monotonic() >= deadline:
+        hung += 1
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+stop.set()
+print("HUNG", hung)
+"""
+
+
+def test_children_forked_while_other_threads_are_inside_the_store_can_store(tmp_path):
+    """SQLite's own mutexes are not fork-safe: a child forked while a parent thread was
+    inside SQLite waited for ever in its first store call (a Pool worker that never ends).
+    Before the fork hook, this program hung (its children and itself) within 300 forks."""
+    run = subprocess.run([sys.executable, "-c", textwrap.dedent(_FORK_WHILE_STORING),
+                          str(tmp_path), "150"], capture_output=True, text=True, timeout=90)
+    assert run.returncode == 0, run.stderr
+    assert "HUNG 0" in run.stdout, run.stdout + run.stderr
+    assert "unreadable" not in run.stderr, run.stderr

@@ -377,13 +377,18 @@ def test_agentops_flush_with_the_receiver_failing_keeps_the_batch_for_later(down
 
 
 def test_a_stored_batch_the_receiver_refuses_for_good_is_removed_and_counted(down_then_up):
+    """Three batches refused for good: removed, counted, and warned about once."""
     env, up = down_then_up
-    assert run_python(spans_then_exit(), env=env).returncode == 0
+    for tag in ("a", "b", "c"):
+        assert run_python(spans_then_exit(tag), env=env).returncode == 0
     backend = up()
     backend.faults = Faults(otlp_status=400)
     flush = flush_now(env)
     assert flush.returncode == 1
-    assert f"{SPANS} spans removed without delivery (client_error)" in flush.stdout, flush.stdout
+    assert f"{3 * SPANS} spans removed without delivery (client_error)" in flush.stdout, \
+        flush.stdout
+    assert flush.stderr.count("refused for good") == 1, flush.stderr
+    assert f"(client_error: {3 * SPANS}); e.g. HTTP 400" in flush.stderr, flush.stderr
     assert stored(env)["pending_batches"] == 0
 
 

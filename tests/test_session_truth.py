@@ -250,12 +250,17 @@ def test_a_program_ending_while_authentication_runs_says_how_long_it_actually_wa
     assert "Authentication timeout" not in run.stderr
 
 
+@pytest.mark.parametrize("storage", [False, True])
 def test_a_program_ending_while_the_receiver_check_runs_says_how_long_it_actually_waited(
-        local_backend):
+        local_backend, tmp_path, storage):
+    """With offline storage the exit cuts the check short: that says nothing about the
+    receiver, which must not be called unreachable for it."""
     local_backend.faults = Faults(otlp_hang=True)
     code = ("import time, agentops; agentops.init(shutdown_timeout=0.3, wait_for_auth=True); "
             "time.sleep(1.2)")
-    run = run_python(code, env=env_for(local_backend, AGENTOPS_AUTH_TIMEOUT="30"))
+    run = run_python(code, env=env_for(local_backend, AGENTOPS_AUTH_TIMEOUT="30",
+                                       AGENTOPS_OFFLINE_STORAGE=str(storage),
+                                       AGENTOPS_STORAGE_DIRECTORY=str(tmp_path)))
     assert run.returncode == 0, run.stderr
     [line] = url_lines(run.stderr)
     found = re.search(r"the receiver has not answered after (\d+\.\d) s \(the program ended\)",

@@ -137,10 +137,15 @@ class InstrumentedSpanExporter(SpanExporter):
         if self.store is None:
             return
         for batch, spans in list(self._in_flight.values()):
-            with self._fate:
+            # Bounded: the batch's own thread may be stuck where this one must not follow.
+            if not self._fate.acquire(timeout=STORE_TIMEOUT_AT_EXIT):
+                continue
+            try:
                 if batch.taken_over or id(batch) not in self._in_flight:
                     continue
                 batch.taken_over = True
+            finally:
+                self._fate.release()
             if batch.cause is None:  # still waiting for a token
                 cause, detail = v.NOT_AUTHENTICATED, self._no_token_detail()
             else:

@@ -62,7 +62,7 @@ class ReceiverStatus:
     def observe(self, outcome: Outcome, latency: float | None = None) -> None:
         """Record the latest evidence; an outcome the exit cut short before any answer
         says nothing about the receiver."""
-        if outcome.cause == v.SHUTDOWN:
+        if outcome.cause == v.SHUTDOWN or outcome.cut_short:
             return
         with self._cond:
             was = self.state

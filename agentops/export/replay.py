@@ -93,6 +93,7 @@ class Replayer:
         """Send stored batches until none is left, one fails for a transient cause, the
         exit begins or ``until`` (monotonic seconds) passes."""
         result = ReplayResult()
+        refused: dict[str, str] = {}  # a detail per cause of batches refused for good
         while not self._budget.begun.is_set():
             if until is not None and time.monotonic() >= until:
                 result.stopped_by = (v.TIMEOUT, "the time given ran out")
@@ -128,11 +129,14 @@ class Replayer:
             else:
                 self.store.discard(batch)
                 self._dropped(result, {outcome.cause or v.INTERNAL_ERROR: batch.spans})
-                logger.warning("Offline storage: a stored batch of %d spans was refused for "
-                               "good and removed (%s: %s)", batch.spans, outcome.cause,
-                               outcome.detail)
+                refused[outcome.cause or v.INTERNAL_ERROR] = outcome.detail
+        if refused:  # once per run, not once per batch
+            logger.warning("Offline storage: stored spans refused for good by the receiver "
+                           "were removed (%s); e.g. %s",
+                           ", ".join(f"{cause}: {result.dropped.get(cause, 0)}"
+                                     for cause in refused), next(iter(refused.values())))
         if result.batches:
-            logger.info("Sent %d spans from offline storage (%s)", result.spans,
+            logger.info("Sent %s from offline storage (%s)", plural(result.spans, "span"),
                         self.store.directory)
         return result
 

@@ -89,6 +89,9 @@ class Outcome:
     rejected_spans: int = 0
     rejected_message: str | None = None
     retry_after: float | None = None
+    cut_short: bool = False
+    """The exit ended the wait for the answer (``OTLPRequestLoop.cut_short``): no evidence
+    about the receiver."""
 
     @property
     def accepted(self) -> bool:
@@ -313,7 +316,7 @@ class OTLPRequestLoop:
             cut_at = self._connections.cut_at
             if cut_at is not None and cut_at >= sent_at:
                 return Outcome(v.TIMEOUT, f"no answer from {self.where} before the exit's "
-                                          "time to send ran out")
+                                          "time to send ran out", cut_short=True)
             cause, detail = exception_cause(error, self.endpoint)
             if cause == v.BAD_RESPONSE:  # an answer that came but does not decode
                 cause = v.CONNECTION_ERROR

@@ -70,6 +70,49 @@ aside: ``offline-spans.sqlite3.corrupt-<unix time>-<pid>``."""
 
 _FINGERPRINT_SALT = b"agentops offline storage v1\x00"
 
+_inside_sqlite = threading.Lock()
+"""Held by every store operation of this process while it is inside SQLite, and by a
+fork: SQLite's own mutexes are not fork-safe, so a thread inside SQLite when another thread
+forks leaves the child's SQLite locked for ever (a Pool worker storing at exit then never
+ends). A fork waits for the operation in progress, at most ``FORK_WAIT`` seconds."""
+FORK_WAIT = BUSY_TIMEOUT + 1.0
+_held_for_fork = False
+
+
+def _before_fork() -> None:
+    global _held_for_fork
+    _held_for_fork = _inside_sqlite.acquire(timeout=FORK_WAIT)
+
+
+def _after_fork_in_parent() -> None:
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _inside_sqlite.release()
+
+
+def _after_fork_in_child() -> None:
+    global _inside_sqlite, _held_for_fork
+    _inside_sqlite, _held_for_fork = threading.Lock(), False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def _sqlite_turn(timeout: float) -> Iterator[None]:
+    """This process's turn inside SQLite (see ``_inside_sqlite``), waited for at most
+    ``timeout`` seconds."""
+    lock = _inside_sqlite
+    if not lock.acquire(timeout=max(0.0, timeout)):
+        raise sqlite3.OperationalError("database is locked (by another thread of this process)")
+    try:
+        yield
+    finally:
+        lock.release()
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -243,21 +286,23 @@ class OfflineStore:
         if not create and not self.path.exists():
             yield None
             return
-        connection = self._locked(time.monotonic() + timeout)
-        try:
+        deadline = time.monotonic() + timeout
+        with _sqlite_turn(timeout):
+            connection = self._locked(deadline)
             try:
-                yield connection
-            except BaseException:
-                connection.execute("ROLLBACK")
+                try:
+                    yield connection
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+                connection.execute("COMMIT")
+            except sqlite3.DatabaseError as error:
+                if _is_corrupt(error):
+                    connection.close()
+                    self._move_aside(error)
                 raise
-            connection.execute("COMMIT")
-        except sqlite3.DatabaseError as error:
-            if _is_corrupt(error):
+            finally:
                 connection.close()
-                self._move_aside(error)
-            raise
-        finally:
-            connection.close()
 
     def _move_aside(self, error: BaseException) -> None:
         aside = self.path.with_name(f"{self.path.name}{ASIDE_MARK}{int(time.time())}-{os.getpid()}")
@@ -378,13 +423,15 @@ class OfflineStore:
 
     def _payload(self, batch_id: int, owner: str, timeout: float) -> tuple[bool, bytes]:
         """(found, payload) of a batch this caller leased, read without a write lock."""
-        connection = sqlite3.connect(self.path, timeout=max(0.01, timeout))
-        try:
-            row = connection.execute(
-                "SELECT payload FROM batches WHERE id = ? AND id IN (SELECT batch_id FROM leases "
-                "WHERE batch_id = ? AND lease_owner = ?)", (batch_id, batch_id, owner)).fetchone()
-        finally:
-            connection.close()
+        with _sqlite_turn(timeout):
+            connection = sqlite3.connect(self.path, timeout=max(0.01, timeout))
+            try:
+                row = connection.execute(
+                    "SELECT payload FROM batches WHERE id = ? AND id IN (SELECT batch_id FROM "
+                    "leases WHERE batch_id = ? AND lease_owner = ?)",
+                    (batch_id, batch_id, owner)).fetchone()
+            finally:
+                connection.close()
         if row is None:
             return False, b""
         return True, bytes(row[0]) if row[0] is not None else b""
@@ -470,15 +517,16 @@ class OfflineStore:
                                   "oldest_at": None}
         if self.path.exists():
             try:
-                connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
-                                             timeout=BUSY_TIMEOUT)
-                try:
-                    row = connection.execute(
-                        "SELECT COUNT(*), COALESCE(SUM(spans), 0), COALESCE(SUM(size), 0), "
-                        "MIN(stored_at) FROM batches WHERE key_fingerprint = ? AND endpoint = ?",
-                        (self.fingerprint, self.endpoint)).fetchone()
-                finally:
-                    connection.close()
+                with _sqlite_turn(BUSY_TIMEOUT):
+                    connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
+                                                 timeout=BUSY_TIMEOUT)
+                    try:
+                        row = connection.execute(
+                            "SELECT COUNT(*), COALESCE(SUM(spans), 0), COALESCE(SUM(size), 0), "
+                            "MIN(stored_at) FROM batches WHERE key_fingerprint = ? AND "
+                            "endpoint = ?", (self.fingerprint, self.endpoint)).fetchone()
+                    finally:
+                        connection.close()
                 status.update(pending_batches=row[0], pending_spans=row[1], bytes=row[2],
                               oldest_at=iso(row[3]))
             except sqlite3.DatabaseError as error:
