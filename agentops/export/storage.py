@@ -70,48 +70,55 @@ aside: ``offline-spans.sqlite3.corrupt-<unix time>-<pid>``."""
 
 _FINGERPRINT_SALT = b"agentops offline storage v1\x00"
 
-_inside_sqlite = threading.Lock()
-"""Held by every store operation of this process while it is inside SQLite, and by a
-fork: SQLite's own mutexes are not fork-safe, so a thread inside SQLite when another thread
-forks leaves the child's SQLite locked for ever (a Pool worker storing at exit then never
-ends). A fork waits for the operation in progress, at most ``FORK_WAIT`` seconds."""
 FORK_WAIT = BUSY_TIMEOUT + 1.0
-_held_for_fork = False
+"""Seconds a fork waits for the store operations in progress in this process."""
 
 
-def _before_fork() -> None:
-    global _held_for_fork
-    _held_for_fork = _inside_sqlite.acquire(timeout=FORK_WAIT)
+class _ForkGate:
+    """Counts this process's threads inside SQLite. SQLite's own mutexes are not fork-safe:
+    a thread inside SQLite when another thread forks leaves the child's SQLite locked for
+    ever (a Pool worker storing at exit then never ends). A fork waits until no thread is
+    inside (at most ``FORK_WAIT`` seconds) and holds new ones back until it is done; store
+    operations otherwise run side by side."""
+
+    def __init__(self) -> None:
+        self.after_fork_in_child()
+
+    @contextlib.contextmanager
+    def inside(self, timeout: float) -> Iterator[None]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: not self._forking, max(0.0, timeout)):
+                raise sqlite3.OperationalError("database is locked (the process is forking)")
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._inside -= 1
+                self._cond.notify_all()
+
+    def before_fork(self) -> None:
+        with self._cond:
+            self._forking = True
+            self._cond.wait_for(lambda: self._inside == 0, FORK_WAIT)
+
+    def after_fork_in_parent(self) -> None:
+        with self._cond:
+            self._forking = False
+            self._cond.notify_all()
+
+    def after_fork_in_child(self) -> None:
+        """Also the initial state: in a child, the threads that were inside are gone."""
+        self._cond = threading.Condition(threading.Lock())
+        self._inside = 0
+        self._forking = False
 
 
-def _after_fork_in_parent() -> None:
-    global _held_for_fork
-    if _held_for_fork:
-        _held_for_fork = False
-        _inside_sqlite.release()
-
-
-def _after_fork_in_child() -> None:
-    global _inside_sqlite, _held_for_fork
-    _inside_sqlite, _held_for_fork = threading.Lock(), False
-
-
+_fork_gate = _ForkGate()
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
-
-
-@contextlib.contextmanager
-def _sqlite_turn(timeout: float) -> Iterator[None]:
-    """This process's turn inside SQLite (see ``_inside_sqlite``), waited for at most
-    ``timeout`` seconds."""
-    lock = _inside_sqlite
-    if not lock.acquire(timeout=max(0.0, timeout)):
-        raise sqlite3.OperationalError("database is locked (by another thread of this process)")
-    try:
-        yield
-    finally:
-        lock.release()
+    os.register_at_fork(before=_fork_gate.before_fork,
+                        after_in_parent=_fork_gate.after_fork_in_parent,
+                        after_in_child=_fork_gate.after_fork_in_child)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -287,7 +294,7 @@ class OfflineStore:
             yield None
             return
         deadline = time.monotonic() + timeout
-        with _sqlite_turn(timeout):
+        with _fork_gate.inside(timeout):
             connection = self._locked(deadline)
             try:
                 try:
@@ -423,7 +430,7 @@ class OfflineStore:
 
     def _payload(self, batch_id: int, owner: str, timeout: float) -> tuple[bool, bytes]:
         """(found, payload) of a batch this caller leased, read without a write lock."""
-        with _sqlite_turn(timeout):
+        with _fork_gate.inside(timeout):
             connection = sqlite3.connect(self.path, timeout=max(0.01, timeout))
             try:
                 row = connection.execute(
@@ -517,7 +524,7 @@ class OfflineStore:
                                   "oldest_at": None}
         if self.path.exists():
             try:
-                with _sqlite_turn(BUSY_TIMEOUT):
+                with _fork_gate.inside(BUSY_TIMEOUT):
                     connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True,
                                                  timeout=BUSY_TIMEOUT)
                     try:
