@@ -130,10 +130,11 @@ class InstrumentedSpanExporter(SpanExporter):
         return SpanExportResult.FAILURE if losses or stored else SpanExportResult.SUCCESS
 
     def store_in_flight(self) -> None:
-        """Ctrl-C ended the exit's wait while batches were still being sent (their thread
-        waits on the receiver): save them from this thread, each under the last cause it
-        met. Delivery becomes at-least-once for them: if the receiver accepts one in the
-        same moment, a later process sends it again."""
+        """The exit's time to send is over (or Ctrl-C ended its wait) and batches are still
+        being sent, their thread stuck where the exit could not reach it: save them from
+        this thread, each under the last cause it met. Delivery becomes at-least-once for
+        them: if the receiver accepts one in the same moment, a later process sends it
+        again."""
         if self.store is None:
             return
         for batch, spans in list(self._in_flight.values()):
@@ -153,7 +154,7 @@ class InstrumentedSpanExporter(SpanExporter):
             payload = _encode(list(spans))
             results = ([Result(v.INTERNAL_ERROR, len(spans), payload)]
                        if isinstance(payload, str) else self._put(payload, len(spans), cause,
-                                                                  f"{detail} (Ctrl-C)"))
+                                                                  f"{detail} (saved by the exit)"))
             self._account(batch, results)
 
     def _deliver(self, spans: list[ReadableSpan], batch: Batch) -> list[Result]:

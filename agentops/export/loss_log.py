@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from agentops import vocabulary as v
+from agentops.diagnostics.findings import plural
 
 logger = logging.getLogger("agentops")
 
@@ -27,7 +28,7 @@ STORED_KEY = "\0stored"
 
 
 def spans(count: int) -> str:
-    return f"{count} span" if count == 1 else f"{count} spans"
+    return plural(count, "span")
 
 
 class LossLog:
@@ -128,8 +129,8 @@ def storage_dropped_summary(dropped: Mapping[str, int], directory: object) -> st
     total = sum(dropped.values())
     if not total:
         return None
-    return (f"{total} stored span{'s' if total != 1 else ''} removed from offline storage in "
-            f"{directory} without delivery ({_top_causes(dropped)})")
+    return (f"{plural(total, 'stored span')} removed from offline storage in {directory} "
+            f"without delivery ({_top_causes(dropped)})")
 
 
 def _top_causes(counts: Mapping[str, int]) -> str:

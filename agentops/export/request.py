@@ -226,9 +226,9 @@ class OTLPRequestLoop:
         (monotonic seconds) or the end of the exit budget, whichever comes first, re-read
         before every step. ``retry=False`` makes one attempt (and the one after a token
         refresh); causes in ``final()`` are not retried, and a wait to retry one ends when
-        the exit begins and ``final()`` comes to name its cause. ``progress(cause, detail)`` hears each
-        failed attempt (so a batch the exit abandons keeps the last real cause it met).
-        Never raises for network faults."""
+        the exit begins and ``final()`` comes to name its cause. ``progress(cause, detail)``
+        hears each failed attempt (so a batch the exit abandons keeps the last real cause it
+        met). Never raises for network faults."""
         def deadline() -> float:
             return self._budget.limit(until)
 
